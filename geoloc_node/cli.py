@@ -38,7 +38,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             module = importlib.import_module(module_name)
         except ImportError as exc:
             if only is not None:
-                raise SystemExit(f"geoloc {name}: not available ({exc}); install the extra it needs, see README")
+                raise SystemExit(f"geoloc {name}: not available ({exc}); "
+                                 "install the extra it needs, see README") from None
             sub.add_parser(name, help=f"{help_text} [unavailable: {exc.name or exc}]")
             continue
         module.register(sub)

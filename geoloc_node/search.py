@@ -118,7 +118,8 @@ class TableSearch:
         if q.ndim != 1:
             raise CodeLengthError(f"query must be one packed code (1-D), got shape {q.shape}")
         if q.shape[0] * 8 != self.table.bits:
-            raise CodeLengthError(f"query code has {q.shape[0] * 8} bits but the table holds {self.table.bits}-bit codes")
+            raise CodeLengthError(f"query code has {q.shape[0] * 8} bits but the table holds "
+                                  f"{self.table.bits}-bit codes")
         return q
 
     def _check_bin(self, heading_bin: int) -> int:
