@@ -23,6 +23,7 @@ setup(
         "numpy>=2.0",  # np.bitwise_count
         "pyproj>=3.4",
         "faiss-cpu>=1.8",
+        "numba>=0.59",  # compiled window search (see geoloc_node/hamming_kernels.py)
         "rasterio>=1.3",
         "rosbags>=0.10",
         "opencv-python-headless>=4.8",  # headless: no libGL needed on a vehicle computer or in a container
