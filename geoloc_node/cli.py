@@ -26,7 +26,8 @@ COMMANDS = {
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="geoloc", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="geoloc", description="geoloc_node: GPS-fallback localisation by "
+                                     "cross-view hashing. Each command has its own --help.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     registered = set()
     for name, (module_name, help_text) in COMMANDS.items():
@@ -41,6 +42,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                 raise SystemExit(f"geoloc {name}: not available ({exc}); "
                                  "install the extra it needs, see README") from None
             sub.add_parser(name, help=f"{help_text} [unavailable: {exc.name or exc}]")
+            continue
+        except Exception as exc:  # noqa: BLE001 - the overview must list the other commands even if one module is broken
+            if only is not None:
+                raise
+            sub.add_parser(name, help=f"{help_text} [broken: {type(exc).__name__}: {exc}]")
             continue
         module.register(sub)
         registered.add(module_name)
