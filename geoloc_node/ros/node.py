@@ -214,7 +214,8 @@ class GeolocNode(LifecycleNode):
             pipeline = worker.start()
         except WorkerStartError as e:
             self._last_error = f"configure failed: {e}"
-            self.get_logger().error(f"{self._last_error} -- staying unconfigured; fix the parameter and configure again")
+            self.get_logger().error(f"{self._last_error} -- staying unconfigured; fix the parameter and configure "
+                                    "again")
             return TransitionCallbackReturn.FAILURE
         self._worker = worker
         self._last_error = ""

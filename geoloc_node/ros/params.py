@@ -40,7 +40,8 @@ class NodeConfig:
     # --- inputs
     image_topic: str = _p("/camera/image_raw", "camera image topic (base name: with image_transport 'compressed' the "
                           "node subscribes to <image_topic>/compressed)", when="read_only")
-    image_transport: str = _p("raw", "'raw' (sensor_msgs/Image) or 'compressed' (sensor_msgs/CompressedImage, JPEG/PNG)",
+    image_transport: str = _p("raw", "'raw' (sensor_msgs/Image) or 'compressed' (sensor_msgs/CompressedImage: JPEG, "
+                              "PNG)",
                               when="read_only", choices=IMAGE_TRANSPORTS)
     camera_info_topic: str = _p("/camera/camera_info", "sensor_msgs/CameraInfo of the camera (checked against the "
                                 "image size, reported in diagnostics)", when="read_only")
@@ -195,7 +196,7 @@ def param_specs() -> list[ParamSpec]:
 
 
 def build_configs(values: dict[str, Any]):
-    """(GeolocConfig or None, NodeConfig) from a flat dict of parameter values; raises ValueError/TypeError if invalid."""
+    """(GeolocConfig or None, NodeConfig) from flat parameter values; raises ValueError/TypeError if invalid."""
     node_names = {f.name for f in dataclasses.fields(NodeConfig)}
     node_cfg = NodeConfig(**{k: v for k, v in values.items() if k in node_names})
     cls = _core_config_class()
@@ -232,8 +233,8 @@ def render_yaml(values: dict[str, Any] | None = None) -> str:
     out = ["# geoloc_node parameters. Load with: ros2 launch geoloc_node geoloc.launch.py params_file:=<this file>",
            "# or: ros2 run geoloc_node geoloc_node --ros-args --params-file <this file>",
            "# Types are strict: write floats with a decimal point (10.0, not 10).",
-           "# The sections (health, tracking, pipeline, model, table) are the core's GeolocConfig: applied on configure,",
-           "# never negative. [applied on configure]: change while unconfigured (lifecycle cleanup, set, configure).",
+           "# The sections (health, tracking, pipeline, model, table) are the core's GeolocConfig: applied on",
+           "# configure, never negative. [applied on configure]: change while unconfigured (cleanup, set, configure).",
            "# [read-only: restart to change]: set here or with -p at start-up.",
            "/**:", "  ros__parameters:"]
     current_group: tuple[str, ...] = ()
