@@ -1,0 +1,271 @@
+"""Configuration of the runtime pipeline: one dataclass per component, documented defaults, one flat namespace.
+
+Every field below is a parameter of the ROS node and a key of ``config/geoloc.yaml`` under a dotted name
+``<section>.<field>`` (for example ``health.max_horizontal_std_m``). :meth:`GeolocConfig.from_flat` and
+:meth:`GeolocConfig.to_flat` convert between the dataclasses and that flat form, so that the node, the YAML file and the
+command line all name a parameter the same way. The comment above each field is its documentation (the node uses it as
+the parameter description).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+
+from .errors import GeolocError
+
+
+class ConfigError(GeolocError, ValueError):
+    """A configuration key is unknown or its value has the wrong type or range."""
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """GPS health monitor: when a NavSatFix can be trusted (HEALTHY), is doubtful (DEGRADED) or unusable (LOST)."""
+
+    #: Horizontal standard deviation (m, from the fix covariance) above which the fix is DEGRADED.
+    max_horizontal_std_m: float = 8.0
+    #: Horizontal standard deviation (m) above which the fix is LOST (a covariance blow-up).
+    lost_horizontal_std_m: float = 25.0
+    #: No fix for this long (s of message time) means LOST. The effective timeout is the larger of this and
+    #: ``timeout_periods`` times the median fix period, so that a 1 Hz receiver is not declared lost between fixes.
+    fix_timeout_s: float = 0.6
+    #: Timeout in units of the observed median fix period (see ``fix_timeout_s``).
+    timeout_periods: float = 2.5
+    #: A fix whose covariance type is UNKNOWN (0) is DEGRADED when true (its accuracy cannot be checked).
+    unknown_covariance_degrades: bool = True
+    #: Frozen payload: the same latitude/longitude repeated for at least this long (s) ...
+    frozen_s: float = 0.5
+    #: ... while odometry says the vehicle moved at least this far (m) means LOST (a stuck driver or receiver).
+    frozen_min_motion_m: float = 1.0
+    #: Jump: a fix that disagrees with odometry dead-reckoning from the last trusted fix by more than
+    #: ``jump_min_m + jump_sigma * combined std`` (m) is LOST (multipath, spoofing, a receiver reset).
+    jump_min_m: float = 12.0
+    #: See ``jump_min_m``.
+    jump_sigma: float = 4.0
+    #: Odometry drift allowance for the jump test, as a fraction of the distance driven since the last trusted fix.
+    jump_odometry_drift: float = 0.05
+    #: Without odometry, a fix implying a speed above this (m/s) is a jump.
+    max_speed_mps: float = 70.0
+    #: After a jump, fixes that stay self-consistent for this long (s) are accepted again even if they disagree with
+    #: odometry (the receiver was right and odometry drifted).
+    jump_reacquire_s: float = 10.0
+    #: Hysteresis: GPS goes back to HEALTHY only after this long (s) of continuously good fixes ...
+    recover_s: float = 3.0
+    #: ... and at least this many good fixes.
+    recover_min_fixes: int = 3
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Particle filter in the local ENU frame: state (east, north, yaw); odometry predicts, vision and GPS update."""
+
+    #: Number of particles.
+    n_particles: int = 600
+    #: Odometry noise: standard deviation of the distance driven, as a fraction of it.
+    odom_distance_noise: float = 0.03
+    #: Odometry noise: lateral slip (m per m driven).
+    odom_lateral_noise: float = 0.02
+    #: Odometry noise: yaw (rad per rad turned) ...
+    odom_yaw_noise: float = 0.03
+    #: ... plus a heading random walk (rad per sqrt(s)).
+    yaw_random_walk: float = 0.01
+    #: Position random walk (m per sqrt(s)), applied on every prediction (also without odometry).
+    position_random_walk: float = 0.15
+    #: Position random walk (m per sqrt(s)) used instead when there is no odometry at all.
+    no_odometry_random_walk: float = 3.0
+    #: Hamming temperature as a fraction of the code length: tile likelihood = exp(-(d - d_min) / (fraction * bits)).
+    hamming_temperature: float = 0.02
+    #: Spatial kernel of a tile's likelihood, as a fraction of the table stride (a tile covers its neighbourhood).
+    tile_kernel_stride: float = 0.6
+    #: Probability that a visual measurement is an outlier (a floor on every particle's likelihood).
+    visual_outlier_prob: float = 0.2
+    #: Search window around the particle cloud: at least this radius (m) ...
+    window_min_radius_m: float = 40.0
+    #: ... and at most this radius (m); particles farther than this from the mean get only the outlier floor.
+    window_max_radius_m: float = 250.0
+    #: Resample when the effective sample size falls below this fraction of the particles.
+    resample_ess_fraction: float = 0.5
+    #: Minimum GPS standard deviation (m) used in the GPS update (receivers often under-report).
+    gps_min_std_m: float = 1.0
+    #: Tiles in the global top-k search used for a cold start or a re-initialisation.
+    global_topk: int = 10
+    #: Fraction of particles placed around the global top-k at (re)initialisation; the rest spread over the table.
+    global_init_fraction: float = 0.95
+    #: Divergence check period (s): a global top-k search is compared with the filter this often (visual fallback).
+    divergence_check_s: float = 2.0
+    #: Divergence: the global best tile beats the best tile near the filter by at least this fraction of the bits ...
+    divergence_margin: float = 0.03
+    #: ... and lies farther than this (m) from the filter ...
+    divergence_distance_m: float = 60.0
+    #: ... on this many consecutive checks: the filter re-initialises from the global top-k.
+    divergence_checks: int = 3
+    #: Standard deviation (m) of the cloud above which the estimate is not trustworthy.
+    trust_max_std_m: float = 30.0
+    #: Confidence = exp(-std / confidence_scale_m), with std the square root of the largest covariance eigenvalue.
+    confidence_scale_m: float = 15.0
+    #: Random seed of the filter (replays are deterministic).
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The pipeline around the steps: frame rate, outputs, time handling."""
+
+    #: Maximum rate (Hz of message time) at which camera frames are encoded; frames in between are skipped.
+    max_frame_rate_hz: float = 4.0
+    #: Run visual updates also while GPS is HEALTHY (costs CPU; useful to evaluate retrieval).
+    visual_when_healthy: bool = False
+    #: Also compute the paper's single-frame estimate (global top-5 mean) for every processed frame (evaluation only).
+    single_frame_baseline: bool = False
+    #: Tiles reported in each estimate (markers of the best matches).
+    report_topk: int = 5
+    #: Rate (Hz of message time) of odometry-driven estimates while the fallback is active.
+    odometry_output_rate_hz: float = 10.0
+    #: A stamp earlier than the latest one by more than this (s) is a time jump (a looping bag): the pipeline resets.
+    time_jump_reset_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The camera encoder."""
+
+    #: Path of the ONNX model (or TensorRT engine); empty: the model shipped in geoloc_node/models.
+    path: str = ""
+    #: Backend: auto, onnx, tensorrt or torch.
+    backend: str = "auto"
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    """The region table of geo-tagged aerial tiles."""
+
+    #: Path of the region table (.gltab).
+    path: str = ""
+    #: Verify the section checksums when opening (slower on very large tables).
+    verify: bool = True
+
+
+@dataclass(frozen=True)
+class GeolocConfig:
+    """All parameters, one section per component."""
+
+    health: HealthConfig = field(default_factory=HealthConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    table: TableConfig = field(default_factory=TableConfig)
+
+    # -- flat dotted names -----------------------------------------------------------------------------------
+    def to_flat(self) -> dict:
+        """``{"health.max_horizontal_std_m": 8.0, ...}``: every parameter under its dotted name."""
+        out = {}
+        for sec in dataclasses.fields(self):
+            for f in dataclasses.fields(getattr(self, sec.name)):
+                out[f"{sec.name}.{f.name}"] = getattr(getattr(self, sec.name), f.name)
+        return out
+
+    @classmethod
+    def from_flat(cls, flat: dict, base: GeolocConfig | None = None) -> GeolocConfig:
+        """Build a config from dotted names (unknown keys raise :class:`ConfigError`); missing keys keep ``base``'s
+        (default) values. Values are converted to the field's type (int, float, bool, str) and checked."""
+        base = base or cls()
+        sections = {sec.name: {} for sec in dataclasses.fields(cls)}
+        known = dict(parameter_types())
+        for key, value in flat.items():
+            if key not in known:
+                raise ConfigError(f"unknown parameter {key!r}; known: {', '.join(sorted(known))}")
+            sec, name = key.split(".", 1)
+            sections[sec][name] = _convert(key, value, known[key])
+        return cls(**{sec: dataclasses.replace(getattr(base, sec), **vals) for sec, vals in sections.items()})
+
+    @classmethod
+    def from_yaml(cls, path) -> GeolocConfig:
+        """Read ``config/geoloc.yaml``-style files: either flat dotted keys, or nested sections, optionally under
+        ``geoloc_node: ros__parameters:`` as ROS 2 parameter files have them."""
+        import yaml  # pyyaml comes with rosbags
+
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+        for key in ("geoloc_node", "/**"):
+            if isinstance(data, dict) and key in data:
+                data = data[key]
+        if isinstance(data, dict) and "ros__parameters" in data:
+            data = data["ros__parameters"]
+        return cls.from_flat(_flatten(data))
+
+
+def parameter_types() -> list[tuple[str, type]]:
+    """``[(dotted name, python type)]`` of every parameter, in declaration order."""
+    out = []
+    hints_cache = {}
+    for sec in dataclasses.fields(GeolocConfig):
+        sec_cls = sec.default_factory  # type: ignore[misc]
+        hints = hints_cache.setdefault(sec_cls, typing.get_type_hints(sec_cls))
+        for f in dataclasses.fields(sec_cls):
+            out.append((f"{sec.name}.{f.name}", hints[f.name]))
+    return out
+
+
+def parameter_docs() -> dict[str, str]:
+    """``{dotted name: description}`` from the ``#:`` comments above each field (for ROS parameter descriptors)."""
+    import inspect
+
+    docs = {}
+    for sec in dataclasses.fields(GeolocConfig):
+        sec_cls = sec.default_factory  # type: ignore[misc]
+        lines = inspect.getsource(sec_cls).splitlines()
+        pending: list[str] = []
+        for line in lines:
+            s = line.strip()
+            if s.startswith("#:"):
+                pending.append(s[2:].strip())
+            elif ":" in s and not s.startswith(("#", '"')) and pending:
+                docs[f"{sec.name}.{s.split(':', 1)[0].strip()}"] = " ".join(pending)
+                pending = []
+            elif not s.startswith("#"):
+                pending = []
+    return docs
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _convert(key: str, value, typ: type):
+    try:
+        if typ is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            if isinstance(value, (bool, int)):
+                return bool(value)
+            raise ValueError(value)
+        if typ is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if typ is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            v = float(value)
+            if math.isnan(v):
+                raise ValueError(value)
+            return v
+        if typ is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"parameter {key!r}: {value!r} is not a valid {typ.__name__}") from None
+    raise ConfigError(f"parameter {key!r}: unsupported type {typ}")  # pragma: no cover

@@ -1,0 +1,288 @@
+"""Tracking filter: a particle filter over (east, north, yaw) in the region table's local ENU frame.
+
+Why particles: the visual measurement is a score over a map of tiles, often multi-modal (repeated structure, a wrong
+match), and the odometry frame's rotation to east/north is unknown until the vehicle has moved; a Gaussian filter would
+have to pick one mode and one heading up front. A few hundred particles cost about a millisecond per update here.
+
+* predict: odometry pose increments, rotated by each particle's own yaw (so the odometry frame need not be aligned with
+  ENU), with noise proportional to the distance driven and turned; a position random walk in time.
+* GPS update (only while the health monitor trusts GPS): Gaussian likelihood with the fix's covariance.
+* visual update: Hamming distances from the frame's code to every table tile in a window around the cloud; each tile
+  scores ``exp(-(d - d_min) / T)``, the scores are interpolated at each particle with a spatial kernel of about the
+  table stride, and mixed with an outlier floor, so that one wrong match cannot wipe out the cloud. With several
+  heading bins (forward camera), each particle is scored in the bin of its own yaw: heading is observed too.
+* (re)initialisation: from the last trusted GPS state (the filter tracks GPS while it is healthy), or from a global
+  top-k search when there is no prior (cold start) or when the filter has diverged (the best tiles of the whole table
+  beat the best tiles near the filter by a margin, far away, on several checks in a row).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import TrackingConfig
+from .records import Odometry
+from .search import TableSearch
+
+
+@dataclass(frozen=True)
+class VisualUpdate:
+    """What one visual update did (for estimates, markers and diagnostics)."""
+
+    applied: bool
+    reason: str
+    topk: tuple  # ((east, north, hamming distance), ...) best tiles of the window, best first
+    best_distance: int | None
+    n_tiles: int
+
+
+class ParticleFilter:
+    """Particle filter over (east, north, yaw). Not thread-safe by itself: the pipeline calls it under its lock."""
+
+    def __init__(self, search: TableSearch, config: TrackingConfig = TrackingConfig()):
+        self.search = search
+        self.table = search.table
+        self.config = config
+        self.stride = float(self.table.header.stride_m)
+        self.bits = int(self.table.bits)
+        self.reset()
+
+    # -- state -----------------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        self.rng = np.random.default_rng(self.config.seed)
+        self.p = np.zeros((0, 3))  # east, north, yaw
+        self.w = np.zeros(0)
+        self.stamp: float | None = None
+        self._last_odom: Odometry | None = None
+        self._odom_stamp: float | None = None
+        self._div_count = 0
+        self.reinits = 0
+        self.last_init = "none"
+
+    @property
+    def initialized(self) -> bool:
+        return self.p.shape[0] > 0
+
+    def init_gaussian(self, east: float, north: float, cov: np.ndarray, stamp: float,
+                      yaw: float | None = None, yaw_std: float = math.pi, reason: str = "gps") -> None:
+        """Particles around a position (from GPS); yaw uniform unless given."""
+        n = self.config.n_particles
+        cov = np.asarray(cov, dtype=np.float64) + np.eye(2) * 1e-6
+        xy = self.rng.multivariate_normal([east, north], cov, size=n)
+        if yaw is None or yaw_std >= math.pi:
+            th = self.rng.uniform(-math.pi, math.pi, n)
+        else:
+            th = yaw + self.rng.normal(0.0, yaw_std, n)
+        self.p = np.column_stack([xy, th])
+        self.w = np.full(n, 1.0 / n)
+        self.stamp = stamp
+        self._div_count = 0
+        self.last_init = reason
+
+    def init_global(self, code: np.ndarray, stamp: float, reason: str = "global top-k") -> bool:
+        """Particles around the global top-k tiles of every heading bin (cold start, kidnapped vehicle)."""
+        c = self.config
+        B = self.table.heading_bins
+        k = min(c.global_topk, self.table.n_tiles)
+        cand = []
+        for b in range(B):
+            m = self.search.topk(code, k, b)
+            for en, d in zip(m.en, m.distances):
+                cand.append((float(d), float(en[0]), float(en[1]), b))
+        cand.sort()
+        cand = cand[:k]
+        if not cand:
+            return False
+        n = c.n_particles
+        n_local = int(round(n * c.global_init_fraction))
+        d = np.array([x[0] for x in cand])
+        w = np.exp(-(d - d.min()) / max(c.hamming_temperature * self.bits, 1e-6))
+        pick = self.rng.choice(len(cand), size=n_local, p=w / w.sum())
+        centre = np.array([[x[1], x[2]] for x in cand])[pick]
+        xy = centre + self.rng.normal(0.0, 0.5 * self.stride, (n_local, 2))
+        if B > 1:
+            width = 2 * math.pi / B
+            hdg = np.array([x[3] for x in cand])[pick] * width
+            th = (math.pi / 2 - hdg) + self.rng.uniform(-width / 2, width / 2, n_local)
+        else:
+            th = self.rng.uniform(-math.pi, math.pi, n_local)
+        cov = self.table.coverage()
+        rest = n - n_local
+        xy_r = np.column_stack([self.rng.uniform(cov["east_min"], cov["east_max"], rest),
+                                self.rng.uniform(cov["north_min"], cov["north_max"], rest)])
+        th_r = self.rng.uniform(-math.pi, math.pi, rest)
+        self.p = np.vstack([np.column_stack([xy, th]), np.column_stack([xy_r, th_r])])
+        self.w = np.full(n, 1.0 / n)
+        self.stamp = stamp
+        self._div_count = 0
+        self.reinits += 1
+        self.last_init = reason
+        return True
+
+    # -- predict ---------------------------------------------------------------------------------------------
+    def predict_odometry(self, odom: Odometry) -> None:
+        """Move particles by the odometry increment since the previous odometry record."""
+        prev, self._last_odom = self._last_odom, odom
+        self._odom_stamp = odom.stamp
+        if prev is None or not self.initialized:
+            if self.initialized:
+                self._diffuse(odom.stamp, with_odometry=True)
+            return
+        dt = odom.stamp - prev.stamp
+        if dt <= 0:
+            return
+        dx, dy = odom.x - prev.x, odom.y - prev.y
+        c0, s0 = math.cos(prev.yaw), math.sin(prev.yaw)
+        fwd, lat = c0 * dx + s0 * dy, -s0 * dx + c0 * dy
+        dyaw = math.atan2(math.sin(odom.yaw - prev.yaw), math.cos(odom.yaw - prev.yaw))
+        if math.hypot(dx, dy) < 1e-9 and abs(prev.v * dt) > 1e-3:  # twist-only odometry
+            fwd, lat, dyaw = prev.v * dt, 0.0, prev.yaw_rate * dt
+        c = self.config
+        n = self.p.shape[0]
+        dist = math.hypot(fwd, lat)
+        f = fwd * (1.0 + self.rng.normal(0.0, c.odom_distance_noise, n))
+        lt = lat + self.rng.normal(0.0, c.odom_lateral_noise * dist + 1e-6, n)
+        th = self.p[:, 2]
+        # heading at mid-step for the translation
+        mid = th + 0.5 * dyaw
+        self.p[:, 0] += np.cos(mid) * f - np.sin(mid) * lt
+        self.p[:, 1] += np.sin(mid) * f + np.cos(mid) * lt
+        self.p[:, 2] = th + dyaw * (1.0 + self.rng.normal(0.0, c.odom_yaw_noise, n)) + \
+            self.rng.normal(0.0, c.yaw_random_walk * math.sqrt(dt), n)
+        self._diffuse(odom.stamp, with_odometry=True)
+
+    def predict_time(self, stamp: float) -> None:
+        """Advance time without odometry (random walk; a large one when there has been no odometry for a second)."""
+        if not self.initialized:
+            return
+        no_odom = self._odom_stamp is None or stamp - self._odom_stamp > 1.0
+        self._diffuse(stamp, with_odometry=not no_odom)
+
+    def _diffuse(self, stamp: float, with_odometry: bool) -> None:
+        if self.stamp is None:
+            self.stamp = stamp
+            return
+        dt = stamp - self.stamp
+        if dt <= 0:
+            return
+        self.stamp = stamp
+        sigma = (self.config.position_random_walk if with_odometry else self.config.no_odometry_random_walk)
+        self.p[:, :2] += self.rng.normal(0.0, sigma * math.sqrt(dt), (self.p.shape[0], 2))
+
+    # -- updates ---------------------------------------------------------------------------------------------
+    def update_gps(self, east: float, north: float, cov: np.ndarray) -> None:
+        c = self.config
+        cov = np.asarray(cov, dtype=np.float64).copy()
+        cov += np.eye(2) * c.gps_min_std_m ** 2
+        inv = np.linalg.inv(cov)
+        d = self.p[:, :2] - [east, north]
+        m2 = np.einsum("ni,ij,nj->n", d, inv, d)
+        if not self.initialized:
+            return
+        if np.all(m2 > 100.0):  # every particle beyond 10 sigma: the filter is somewhere else; restart on the fix
+            self.init_gaussian(east, north, cov, self.stamp or 0.0, reason="gps (filter far from the fix)")
+            return
+        self._reweight(np.exp(-0.5 * (m2 - m2.min())))
+
+    def update_visual(self, code: np.ndarray, report_k: int = 5) -> VisualUpdate:
+        """Weight particles by the Hamming distances of the tiles around them."""
+        c = self.config
+        mean, _ = self._mean_cov()
+        r = np.sqrt(((self.p[:, :2] - mean) ** 2).sum(axis=1))
+        radius = float(np.clip(np.quantile(r, 0.99) + 2.0 * self.stride, c.window_min_radius_m, c.window_max_radius_m))
+        B = self.table.heading_bins
+        pbins = self._bins_of(self.p[:, 2]) if B > 1 else np.zeros(self.p.shape[0], dtype=np.int64)
+        used = np.unique(pbins)
+        idx, d0 = self.search.window_distances(code, float(mean[0]), float(mean[1]), radius, int(used[0]))
+        if idx.size == 0:
+            return VisualUpdate(False, "no table tiles around the filter (outside the coverage)", (), None, 0)
+        rows = [d0] + [self.search.distances(code, idx, int(b)) for b in used[1:]]
+        D = np.stack(rows).astype(np.float64)  # [bins used, tiles]
+        dmin = D.min()
+        tau = max(c.hamming_temperature * self.bits, 1e-6)
+        S = np.exp(-(D - dmin) / tau)
+        en = np.asarray(self.table.en[idx], dtype=np.float64)
+        sig = c.tile_kernel_stride * self.stride
+        lik = np.zeros(self.p.shape[0])
+        for j, b in enumerate(used):
+            sel = np.nonzero(pbins == b)[0]
+            d2 = ((self.p[sel, None, :2] - en[None, :, :]) ** 2).sum(axis=2)
+            k = np.exp(-0.5 * d2 / (sig * sig))
+            ks = k.sum(axis=1)
+            # Nadaraya-Watson interpolation of the tile scores at the particle; no tile nearby: score 0
+            lik[sel] = np.where(ks > 1e-3, (k @ S[j]) / np.maximum(ks, 1e-12), 0.0)
+        a = c.visual_outlier_prob
+        self._reweight(a + (1.0 - a) * lik)
+        # report: best tiles of the bin of the mean heading
+        bmean = self._bins_of(np.array([self.yaw_mean()]))[0] if B > 1 else 0
+        row = D[int(np.nonzero(used == bmean)[0][0])] if bmean in used else D.min(axis=0)
+        order = np.lexsort((idx, row))[:report_k]
+        topk = tuple((float(en[i, 0]), float(en[i, 1]), int(row[i])) for i in order)
+        return VisualUpdate(True, "ok", topk, int(dmin), int(idx.size))
+
+    def check_divergence(self, code: np.ndarray, local_best: int | None, stamp: float) -> bool:
+        """Compare the filter with a global top-k search; re-initialise after ``divergence_checks`` bad checks."""
+        c = self.config
+        mean, _ = self._mean_cov()
+        B = self.table.heading_bins
+        b = self._bins_of(np.array([self.yaw_mean()]))[0] if B > 1 else 0
+        g = self.search.topk(code, 1, int(b))
+        gd, ge = int(g.distances[0]), g.en[0]
+        far = math.hypot(ge[0] - mean[0], ge[1] - mean[1]) > c.divergence_distance_m
+        worse = local_best is None or local_best - gd >= c.divergence_margin * self.bits
+        self._div_count = self._div_count + 1 if (far and worse) else 0
+        if self._div_count >= c.divergence_checks:
+            return self.init_global(code, stamp, reason="re-initialised: diverged from the global best matches")
+        return False
+
+    # -- outputs ---------------------------------------------------------------------------------------------
+    def estimate(self) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """(mean [e, n], cov 2x2, yaw mean, yaw variance)."""
+        mean, cov = self._mean_cov()
+        C = float(np.sum(self.w * np.cos(self.p[:, 2])))
+        S = float(np.sum(self.w * np.sin(self.p[:, 2])))
+        R = min(max(math.hypot(C, S), 1e-9), 1.0)
+        return mean, cov, math.atan2(S, C), -2.0 * math.log(R)
+
+    def yaw_mean(self) -> float:
+        return math.atan2(float(np.sum(self.w * np.sin(self.p[:, 2]))), float(np.sum(self.w * np.cos(self.p[:, 2]))))
+
+    def ess(self) -> float:
+        return float(1.0 / np.sum(self.w ** 2)) if self.initialized else 0.0
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+    def _mean_cov(self):
+        mean = self.w @ self.p[:, :2]
+        d = self.p[:, :2] - mean
+        cov = (d * self.w[:, None]).T @ d + np.eye(2) * 1e-6
+        return mean, cov
+
+    def _bins_of(self, yaw: np.ndarray) -> np.ndarray:
+        B = self.table.heading_bins
+        hdg = np.mod(90.0 - np.degrees(yaw), 360.0)
+        return (np.floor(hdg / (360.0 / B) + 0.5).astype(np.int64)) % B
+
+    def _reweight(self, lik: np.ndarray) -> None:
+        w = self.w * lik
+        s = w.sum()
+        if not np.isfinite(s) or s <= 0:
+            w = np.full_like(self.w, 1.0 / self.w.size)
+        else:
+            w = w / s
+        self.w = w
+        if self.ess() < self.config.resample_ess_fraction * self.w.size:
+            self._resample()
+
+    def _resample(self) -> None:
+        n = self.w.size
+        pos = (self.rng.random() + np.arange(n)) / n
+        idx = np.searchsorted(np.cumsum(self.w), pos)
+        idx = np.minimum(idx, n - 1)
+        self.p = self.p[idx]
+        # roughening: keeps diversity after resampling
+        self.p[:, :2] += self.rng.normal(0.0, 0.05 * self.stride, (n, 2))
+        self.p[:, 2] += self.rng.normal(0.0, 0.01, n)
+        self.w = np.full(n, 1.0 / n)

@@ -1,0 +1,138 @@
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+from fakes import Drive, FakeOracleEncoder, fake_frame, feed, gps_fix
+
+from geoloc_node.config import GeolocConfig
+from geoloc_node.errors import GeolocError
+from geoloc_node.health import HEALTHY, LOST
+from geoloc_node.pipeline import Estimate, FingerprintMismatchError, HealthChange, Pipeline
+from geoloc_node.records import CameraFrame, GpsFix, Odometry
+
+CFG = GeolocConfig.from_flat({"tracking.n_particles": 300})
+
+
+def errors(out, drive, t0, t1, t_base=1000.0):
+    res = []
+    for o in out:
+        if isinstance(o, Estimate) and t_base + t0 <= o.stamp < t_base + t1:
+            e, n = drive.truth(o.stamp - t_base)
+            res.append((o.stamp, math.hypot(o.east - e, o.north - n)))
+    return np.array(res)
+
+
+def test_outage_tracks_better_than_odometry_alone(world, table):
+    drive = Drive(duration_s=100.0)
+    events = drive.events(table.frame, outages=[(30.0, 90.0)])
+    p = Pipeline(CFG, FakeOracleEncoder(world, flip_prob=0.1, wrong_prob=0.1), table)
+    out = feed(p, events)
+    odo = Pipeline(CFG, None, table)  # the same filter without frames: odometry alone
+    out_odo = feed(odo, events)
+    err = errors(out, drive, 30.0, 90.0)
+    err_odo = errors(out_odo, drive, 30.0, 90.0)
+    assert np.median(err[:, 1]) < 5.0 and np.percentile(err[:, 1], 95) < 10.0
+    # an estimate at least every 0.5 s of the outage
+    assert np.diff(np.concatenate([[1030.0], err[:, 0], [1090.0]])).max() <= 0.6
+    end, end_odo = err[err[:, 0] > 1085.0, 1], err_odo[err_odo[:, 0] > 1085.0, 1]
+    assert np.median(end) * 2 < np.median(end_odo)
+    changes = [o for o in out if isinstance(o, HealthChange)]
+    assert [c.state for c in changes] == [HEALTHY, LOST, HEALTHY]
+    st = p.status()
+    assert st["counts"]["frames_processed"] > 200 and st["health"]["state"] == HEALTHY
+    assert st["latency"]["encode"]["mean_ms"] is not None and st["backend"] == "fake"
+    assert all(o.fallback_active for o in out if isinstance(o, Estimate) and 1031 < o.stamp < 1090)
+
+
+def test_cold_start_without_gps_from_global_topk(world, table):
+    drive = Drive(duration_s=40.0, seed=4)
+    events = [ev for ev in drive.events(table.frame) if ev[1] != "gps"]
+    p = Pipeline(CFG, FakeOracleEncoder(world, flip_prob=0.1), table)
+    out = feed(p, events)
+    assert p.counts["cold_starts"] == 1
+    err = errors(out, drive, 20.0, 40.0)
+    assert np.median(err[:, 1]) < 6.0
+    assert all(o.source in ("visual", "odometry") for o in out if isinstance(o, Estimate))
+
+
+def test_kidnapped_filter_detects_divergence_and_reinitialises(world, table):
+    drive = Drive(duration_s=80.0, seed=5)
+    events = drive.events(table.frame, outages=[(10.0, 80.0)])
+    p = Pipeline(CFG, FakeOracleEncoder(world, flip_prob=0.1), table)
+    feed(p, [ev for ev in events if ev[0] < 1020.0])
+    p.filter.init_gaussian(-250.0, 250.0, np.eye(2) * 25.0, 1020.0, reason="test: kidnapped")  # far from the truth
+    out = feed(p, [ev for ev in events if ev[0] >= 1020.0])
+    assert p.counts["reinitialisations"] >= 1
+    err = errors(out, drive, 50.0, 80.0)
+    assert np.median(err[:, 1]) < 6.0
+
+
+def test_bad_stamps_are_counted_and_a_backwards_jump_resets(world, table):
+    p = Pipeline(CFG, FakeOracleEncoder(world), table)
+    f = table.frame
+    assert p.on_gps(gps_fix(f, 10.0, 0.0, 0.0))  is not None
+    assert p.on_gps(gps_fix(f, 10.0, 0.0, 0.0)) == []  # duplicate
+    assert p.on_gps(gps_fix(f, 9.5, 0.0, 0.0)) == []  # out of order
+    p.on_odometry(Odometry(stamp=math.nan, x=0, y=0, yaw=0, v=0, yaw_rate=0))
+    c = p.counts
+    assert (c["duplicate_stamps"], c["out_of_order_stamps"], c["bad_stamps"]) == (1, 1, 1)
+    out = p.on_gps(gps_fix(f, 2.0, 0.0, 0.0))  # 8 s back: a looping bag
+    assert p.counts["time_resets"] == 1 and any(isinstance(o, HealthChange) and "reset" in o.reason for o in out)
+    assert not p.filter.initialized or p.filter.stamp == 2.0
+
+
+def test_nan_fix_and_no_fix_never_reach_the_filter(world, table):
+    p = Pipeline(CFG, FakeOracleEncoder(world), table)
+    f = table.frame
+    for i in range(50):
+        p.on_gps(gps_fix(f, i * 0.1, 0.0, 0.0))
+    assert p.health.state == HEALTHY
+    nan = GpsFix(stamp=5.0, lat=math.nan, lon=8.0, alt=0.0, status=0, covariance=(1.0,) * 9, covariance_type=2)
+    out = p.on_gps(nan)
+    assert [type(o) for o in out] == [HealthChange] and out[0].state == LOST
+    assert p.status()["health"]["nan_fixes"] == 1
+
+
+def test_empty_inputs_and_status(world, table):
+    p = Pipeline(CFG, FakeOracleEncoder(world), table)
+    assert p.process_pending() == []
+    st = p.status()
+    assert st["health"]["state"] == LOST and st["counts"]["frames_processed"] == 0 and st["table"]["tiles"] > 0
+    assert p.on_odometry(Odometry(stamp=1.0, x=0, y=0, yaw=0, v=0, yaw_rate=0)) == []
+
+
+def test_latest_frame_wins_and_bad_frames_are_rejected(world, table):
+    p = Pipeline(CFG, FakeOracleEncoder(world), table)
+    for i in range(3):
+        p.submit_frame(fake_frame(1.0 + i, 0.0, 0.0))
+    out = p.process_pending()
+    assert p.counts["frames_dropped"] == 2 and p.counts["frames_processed"] == 1 and len(out) == 1
+    p.on_frame(CameraFrame(stamp=10.0, image=np.zeros((4, 4), np.uint8)))
+    assert p.counts["frames_rejected"] == 1
+
+
+def test_fingerprint_mismatch_is_a_clear_error(world, table):
+    with pytest.raises(FingerprintMismatchError, match="rebuild the table") as exc:
+        Pipeline(CFG, FakeOracleEncoder(world, aerial_fingerprint="other"), table)
+    assert isinstance(exc.value, GeolocError)
+
+
+def test_callbacks_never_wait_for_the_encoder(world, table):
+    p = Pipeline(CFG, FakeOracleEncoder(world, delay_s=0.2), table)
+    worst = []
+
+    def gps_thread():
+        for i in range(40):
+            t0 = time.perf_counter()
+            p.on_odometry(Odometry(stamp=100.0 + i * 0.05, x=i * 0.4, y=0, yaw=0, v=8, yaw_rate=0))
+            worst.append(time.perf_counter() - t0)
+            time.sleep(0.01)
+
+    th = threading.Thread(target=gps_thread)
+    th.start()
+    for i in range(3):
+        p.on_frame(fake_frame(100.0 + i, 0.0, 0.0))
+    th.join()
+    assert max(worst) < 0.15  # the encoder takes 0.2 s per frame; callbacks are not blocked by it
