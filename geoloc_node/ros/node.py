@@ -22,6 +22,7 @@ Run: ``ros2 run geoloc_node geoloc_node --ros-args --params-file config/geoloc.y
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 import time
@@ -80,11 +81,14 @@ def default_pipeline_factory(core_cfg, node_cfg):
                          "(build one with `geoloc build-table`)")
     table = open_table(core_cfg.table.path, verify=core_cfg.table.verify)  # first: cheap, and the usual mistake
     kwargs = {"threads": node_cfg.encoder_threads}
-    if node_cfg.engine_cache_dir:
-        kwargs["cache_dir"] = node_cfg.engine_cache_dir
-    backend = core_cfg.model.backend
-    if backend == "onnx":
-        backend = "onnxruntime"
+    cache_dir = node_cfg.engine_cache_dir or os.environ.get("GEOLOC_ENGINE_CACHE", "")
+    if cache_dir:
+        kwargs["cache_dir"] = cache_dir
+    backend = {"onnx": "onnxruntime"}.get(core_cfg.model.backend, core_cfg.model.backend)
+    if backend == "auto":  # resolved here so that only TensorRT gets the engine cache
+        from geoloc_node.encoders import available_backends
+
+        backend = (available_backends() or ["onnxruntime"])[0]
     if backend != "tensorrt":
         kwargs.pop("cache_dir", None)
     encoder = load_encoder(core_cfg.model.path or None, backend, **kwargs)

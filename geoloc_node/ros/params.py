@@ -71,7 +71,7 @@ class NodeConfig:
     encoder_threads: int = _p(2, "CPU threads of the ONNX Runtime / torch encoder (the vehicle's other nodes need the "
                               "rest)", when="configure", lo=1, hi=64)
     engine_cache_dir: str = _p("", "where TensorRT engines built from the ONNX are cached (a volume in docker; '' = "
-                               "the backend's default)", when="configure")
+                               "$GEOLOC_ENGINE_CACHE, else the backend's default)", when="configure")
     autostart: bool = _p(False, "configure and activate right after start-up (the launch file's autostart argument)",
                          when="read_only")
 
