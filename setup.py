@@ -50,7 +50,6 @@ setup(
     maintainer_email="dev@geoloc-node.invalid",
     description="GPS-fallback localisation by cross-view binary hashing of camera frames against aerial tiles.",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "geoloc = geoloc_node.cli:main",
