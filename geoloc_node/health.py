@@ -255,6 +255,8 @@ class GpsHealthMonitor:
             self.reason = reason if level != HEALTHY else self.reason
             return None
         # Better evidence: wait for recover_s seconds and recover_min_fixes fixes of it (hysteresis).
+        if self.reason == "no GPS fix received yet":
+            self.reason = f"fixes arriving; trusted after {c.recover_s:g} s and {c.recover_min_fixes} good fixes"
         if self._better_since is None:
             self._better_since, self._better_fixes, self._better_level = stamp, 0, level
         self._better_fixes += 1

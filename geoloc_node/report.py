@@ -1,0 +1,329 @@
+"""Metrics of a replay against ground truth, and the report: ``report.json`` plus ``report.png``.
+
+Definitions (all in message time, metres in the table's local frame):
+
+* **evaluation spans**: the injected ``--gps-outage`` spans; without any, the spans where the health monitor was not
+  HEALTHY after it had first been HEALTHY (the fallback was active).
+* **error**: distance from an estimate to the ground truth interpolated at its stamp (a ground-truth topic, else the
+  GPS fixes the monitor trusted plus the fixes dropped by ``--gps-outage``); no truth within 1 s: not scored.
+* **availability**: share of a 10 Hz grid over the spans where a trustworthy estimate at most 1 s old exists.
+* **time to first visual fix**: from the span start to the first estimate made with a camera frame.
+* **end of outage**: errors in the last 10 s of each span, for the filter and for odometry alone (the same filter fed
+  GPS and odometry but no camera): ``p95_ratio`` = odometry alone / filter.
+* **single frame**: the paper's estimate (mean of the global top-5 tiles) for each processed frame.
+* **health confusion**: on a 10 Hz grid over the bag, "GPS bad" (inside an injected outage, inside a gap of over 1 s
+  between fixes, or the fix more than ``BAD_FIX_M`` from the ground truth) against "monitor not HEALTHY"; false LOST =
+  transitions to LOST while GPS was good (and had been for 2 s), per hour of good GPS; detection delay per bad episode.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+BAD_FIX_M = 15.0
+
+
+def _stats(err) -> dict:
+    a = np.asarray(err, dtype=np.float64)
+    if a.size == 0:
+        return {"n": 0, "median_m": None, "p95_m": None, "max_m": None, "mean_m": None}
+    return {"n": int(a.size), "median_m": round(float(np.median(a)), 3), "p95_m": round(float(np.percentile(a, 95)), 3),
+            "max_m": round(float(a.max()), 3), "mean_m": round(float(a.mean()), 3)}
+
+
+class _Truth:
+    def __init__(self, samples):
+        s = sorted(samples)
+        self.t = [x[0] for x in s]
+        self.e = np.array([x[1] for x in s])
+        self.n = np.array([x[2] for x in s])
+
+    def at(self, stamp: float, max_gap: float = 1.0):
+        t = self.t
+        if not t:
+            return None
+        i = bisect.bisect_left(t, stamp)
+        if i < len(t) and t[i] == stamp:
+            return self.e[i], self.n[i]
+        if i == 0 or i == len(t):
+            j = 0 if i == 0 else len(t) - 1
+            return (self.e[j], self.n[j]) if abs(t[j] - stamp) <= 0.2 else None
+        t0, t1 = t[i - 1], t[i]
+        if t1 - t0 > max_gap * 2 and min(stamp - t0, t1 - stamp) > max_gap:
+            return None
+        w = (stamp - t0) / (t1 - t0)
+        return self.e[i - 1] + w * (self.e[i] - self.e[i - 1]), self.n[i - 1] + w * (self.n[i] - self.n[i - 1])
+
+
+def _errors(samples, truth: _Truth):
+    out = []
+    for s in samples:
+        p = truth.at(s[0])
+        if p is not None:
+            out.append((s[0], math.hypot(s[1] - p[0], s[2] - p[1])))
+    return out
+
+
+def fallback_spans(res) -> list:
+    spans, start, seen_healthy = [], None, False
+    for stamp, state, _ in res.health:
+        if state == "HEALTHY":
+            if start is not None:
+                spans.append((start, stamp))
+            start, seen_healthy = None, True
+        elif seen_healthy and start is None:
+            start = stamp
+    if start is not None and res.last_stamp is not None:
+        spans.append((start, res.last_stamp))
+    return spans
+
+
+def _inside(t, spans) -> bool:
+    return any(a <= t < b for a, b in spans)
+
+
+def compute_metrics(res) -> dict:
+    t0 = res.first_stamp or 0.0
+    duration = (res.last_stamp - res.first_stamp) if res.first_stamp is not None else 0.0
+    fb = fallback_spans(res)
+    spans = list(res.outages) or fb
+    truth = _Truth(res.truth)
+    m = {
+        "bag": res.bag, "mode": res.mode, "interrupted": res.interrupted,
+        "topics": {k: getattr(res.topics, k) for k in ("camera", "gps", "odom", "truth")},
+        "ignored_topics": res.topics.ignored,
+        "truth_source": "topic" if res.topics.truth else ("trusted and dropped GPS fixes" if res.truth else None),
+        "duration_s": round(duration, 3), "wall_s": round(res.wall_s, 3),
+        "realtime_factor": round(duration / res.wall_s, 2) if res.wall_s > 0 else None,
+        "evaluation_spans_s": [[round(a - t0, 3), round(b - t0, 3)] for a, b in spans],
+        "fallback_spans_s": [[round(a - t0, 3), round(b - t0, 3)] for a, b in fb],
+        "counts": {**res.counts, **res.status.get("counts", {})},
+        "latency_ms": res.status.get("latency", {}),
+        "backend": res.status.get("backend"),
+        "warnings": list(res.warnings),
+    }
+    est_err = _errors(res.estimates, truth)
+    inside = [e for t, e in est_err if _inside(t, spans)]
+    sf = [e for t, e in _errors(res.single_frame, truth) if _inside(t, spans)]
+    od_err = _errors(res.odometry_only, truth)
+    od = [e for t, e in od_err if _inside(t, spans)]
+    end_f = [e for t, e in est_err if any(max(a, b - 10.0) <= t < b for a, b in spans)]
+    end_o = [e for t, e in od_err if any(max(a, b - 10.0) <= t < b for a, b in spans)]
+    ends = {"filter": _stats(end_f), "odometry_only": _stats(end_o)}
+    if end_f and end_o:
+        ends["p95_ratio"] = round(float(np.percentile(end_o, 95) / max(np.percentile(end_f, 95), 1e-9)), 2)
+    ttff = []
+    for a, b in spans:
+        first = next((s[0] for s in res.estimates if a <= s[0] < b and s[4] == "visual"), None)
+        ttff.append(None if first is None else round(first - a, 3))
+    m["inside_outage"] = {
+        "filter": _stats(inside), "single_frame": _stats(sf), "odometry_only": _stats(od),
+        "availability": _availability(res.estimates, spans),
+        "time_to_first_visual_s": ttff, "end_of_outage": ends,
+    }
+    m["health"] = _health_metrics(res, truth, spans)
+    return m
+
+
+def _availability(estimates, spans) -> float | None:
+    if not spans:
+        return None
+    st = [s[0] for s in estimates if s[5]]
+    hits = total = 0
+    for a, b in spans:
+        for t in np.arange(a, b, 0.1):
+            i = bisect.bisect_right(st, t)
+            total += 1
+            hits += i > 0 and t - st[i - 1] <= 1.0
+    return round(hits / total, 4) if total else None
+
+
+def _health_metrics(res, truth: _Truth, injected) -> dict:
+    out = {"transitions": [{"t_s": round(s - (res.first_stamp or 0.0), 3), "state": st, "reason": r}
+                           for s, st, r in res.health],
+           "final": res.status.get("health", {})}
+    if res.first_stamp is None or not res.gps:
+        return out
+    fixes = sorted((g for g in res.gps if not g[4]), key=lambda g: g[0])
+    ft = [g[0] for g in fixes]
+    hs = [(s, st) for s, st, _ in res.health]
+    first_healthy = next((s for s, st in hs if st == "HEALTHY"), None)
+    if first_healthy is None:
+        out["note"] = "GPS never became HEALTHY"
+        return out
+    grid = np.arange(first_healthy, res.last_stamp, 0.1)
+    tp = fp = fn = tn = 0
+    bad_flags = []
+    hi = 0
+    state = "HEALTHY"
+    for t in grid:
+        while hi < len(hs) and hs[hi][0] <= t:
+            state = hs[hi][1]
+            hi += 1
+        i = bisect.bisect_right(ft, t)
+        nxt = ft[i] if i < len(ft) else math.inf
+        bad = _inside(t, injected) or i == 0 or nxt - ft[i - 1] > 1.0  # inside a gap of fixes longer than 1 s
+        if not bad and truth.t and res.topics.truth:
+            p = truth.at(ft[i - 1])
+            g = fixes[i - 1]
+            bad = p is not None and math.hypot(g[1] - p[0], g[2] - p[1]) > BAD_FIX_M
+        flagged = state != "HEALTHY"
+        bad_flags.append(bad)
+        tp += bad and flagged
+        fp += (not bad) and flagged
+        fn += bad and not flagged
+        tn += (not bad) and not flagged
+    out["confusion_s"] = {"bad_flagged": round(tp * 0.1, 1), "good_flagged": round(fp * 0.1, 1),
+                          "bad_missed": round(fn * 0.1, 1), "good_ok": round(tn * 0.1, 1)}
+    # false LOST: LOST transitions while GPS was good for the previous 2 s
+    false_lost = 0
+    for s, st in hs:
+        if st != "LOST" or s < first_healthy + 1e-9:
+            continue
+        k = int((s - first_healthy) / 0.1)
+        window = bad_flags[max(0, k - 20): k + 1]
+        if window and not any(window):
+            false_lost += 1
+    good_h = tn * 0.1 / 3600.0 + fp * 0.1 / 3600.0
+    out["false_lost"] = false_lost
+    out["false_lost_per_hour"] = round(false_lost / good_h, 2) if good_h > 0 else None
+    # detection delay per bad episode
+    delays, k = [], 0
+    while k < len(bad_flags):
+        if bad_flags[k]:
+            start = grid[k]
+            det = next((s for s, st in hs if st != "HEALTHY" and s >= start - 1.0), None)
+            delays.append(None if det is None else round(max(det - start, 0.0), 2))
+            while k < len(bad_flags) and bad_flags[k]:
+                k += 1
+        k += 1
+    out["detection_delay_s"] = delays
+    return out
+
+
+def summary_text(res, m) -> str:
+    lines = [f"bag {res.bag}: {m['duration_s']:.1f} s of messages in {m['wall_s']:.1f} s "
+             f"({m['realtime_factor']}x real time), mode {res.mode}"]
+    t = m["topics"]
+    lines.append(f"topics: camera {t['camera']}, gps {t['gps']}, odometry {t['odom']}, truth {t['truth']}")
+    io = m.get("inside_outage", {})
+    if m["evaluation_spans_s"] and io.get("filter", {}).get("n"):
+        lines.append(f"{'inside the outage':<24}{'median m':>10}{'p95 m':>10}{'max m':>10}")
+        for name, key in (("filter (this)", "filter"), ("single frame (paper)", "single_frame"),
+                          ("odometry alone", "odometry_only")):
+            s = io[key]
+            if s["n"]:
+                lines.append(f"{name:<24}{s['median_m']:>10.1f}{s['p95_m']:>10.1f}{s['max_m']:>10.1f}")
+        lines.append(f"availability {io['availability']}, end-of-outage p95 ratio (odometry/filter) "
+                     f"{io['end_of_outage'].get('p95_ratio')}")
+    h = m.get("health", {})
+    lines.append(f"GPS health: {len(h.get('transitions', []))} transitions, final {h.get('final', {}).get('state')}"
+                 f" ({h.get('final', {}).get('reason')})")
+    c = m["counts"]
+    lines.append(f"frames: processed {c.get('frames_processed', 0)}, dropped {c.get('frames_dropped', 0)}, "
+                 f"rejected {c.get('frames_rejected', 0)}; bad stamps: duplicate {c.get('duplicate_stamps', 0)}, "
+                 f"out of order {c.get('out_of_order_stamps', 0)}, resets {c.get('time_resets', 0)}")
+    return "\n".join(lines)
+
+
+def write_report(res, metrics: dict, out_dir, aerial=None, table=None) -> dict:
+    """Write report.json and report.png into ``out_dir``; a plotting failure never loses the JSON."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "report.json"}
+    tmp = out_dir / ".report.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=1, default=_default))
+    tmp.replace(paths["json"])
+    try:
+        paths["png"] = _plot(res, metrics, out_dir / "report.png", aerial, table)
+    except Exception as exc:  # noqa: BLE001 - the plot is a convenience; the numbers are in the JSON
+        metrics.setdefault("warnings", []).append(f"plot not written: {exc}")
+        paths["json"].write_text(json.dumps(metrics, indent=1, default=_default))
+    return paths
+
+
+def _default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    return str(o)
+
+
+def _plot(res, m, path: Path, aerial, table):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t0 = res.first_stamp or 0.0
+    spans = [(a, b) for a, b in zip(*[iter([x for s in m["evaluation_spans_s"] for x in s])] * 2)]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(15, 7), gridspec_kw={"width_ratios": [1.1, 1]})
+    if aerial and table is not None:
+        _draw_aerial(ax, aerial, table)
+    tr = np.array(sorted(res.truth)) if res.truth else np.zeros((0, 3))
+    if len(tr):
+        ax.plot(tr[:, 1], tr[:, 2], "-", color="k", lw=1.2, label="truth")
+        ins = np.array([_inside(t - t0, spans) for t in tr[:, 0]])
+        if ins.any():
+            ax.plot(np.where(ins, tr[:, 1], np.nan), np.where(ins, tr[:, 2], np.nan), "-", color="orange", lw=4,
+                    alpha=0.5, label="outage (truth)")
+    g = np.array([(x[1], x[2], x[3], x[4]) for x in res.gps]) if res.gps else np.zeros((0, 4))
+    if len(g):
+        ax.plot(g[g[:, 3] == 0, 0], g[g[:, 3] == 0, 1], ".", ms=2, color="tab:blue", alpha=0.5, label="GPS")
+    for src, col in (("visual", "tab:green"), ("odometry", "tab:olive"), ("gps", "tab:cyan")):
+        e = np.array([(x[1], x[2]) for x in res.estimates if x[4] == src and x[6]])
+        if len(e):
+            ax.plot(e[:, 0], e[:, 1], ".", ms=2, color=col, label=f"estimate ({src}, fallback)")
+    od = np.array([(x[0], x[1], x[2]) for x in res.odometry_only]) if res.odometry_only else np.zeros((0, 3))
+    if len(od):
+        ins = np.array([_inside(t - t0, spans) for t in od[:, 0]])
+        ax.plot(np.where(ins, od[:, 1], np.nan), np.where(ins, od[:, 2], np.nan), "--", color="tab:red", lw=1,
+                label="odometry alone")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel("east (m)")
+    ax.set_ylabel("north (m)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize=7, markerscale=4)
+    ax.set_title("trajectory (local ENU of the region table)")
+    truth = _Truth(res.truth)
+    for data, style, label in ((res.estimates, "-", "filter"), (res.single_frame, ".", "single frame (paper)"),
+                               (res.odometry_only, "--", "odometry alone")):
+        e = _errors(data, truth)
+        if e:
+            a = np.array(e)
+            ax2.plot(a[:, 0] - t0, a[:, 1], style, ms=2, lw=1, label=label)
+    for a, b in spans:
+        ax2.axvspan(a, b, color="orange", alpha=0.15)
+    for s, st, _ in res.health:
+        ax2.axvline(s - t0, color={"HEALTHY": "g", "DEGRADED": "y", "LOST": "r"}.get(st, "k"), lw=0.6, alpha=0.6)
+    ax2.set_yscale("symlog", linthresh=10)
+    ax2.set_xlabel("time from bag start (s)")
+    ax2.set_ylabel("error (m)")
+    io = m.get("inside_outage", {}).get("filter", {})
+    ax2.set_title(f"error; inside outage median {io.get('median_m')} m, p95 {io.get('p95_m')} m "
+                  "(shaded: outage; lines: GPS health)", fontsize=9)
+    if ax2.get_legend_handles_labels()[0]:
+        ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _draw_aerial(ax, aerial, table):
+    import rasterio
+    from pyproj import Transformer
+
+    with rasterio.open(aerial) as src:
+        step = max(1, max(src.width, src.height) // 1500)
+        img = src.read(out_shape=(src.count, src.height // step, src.width // step))
+        b = src.bounds
+        tf = Transformer.from_crs(src.crs, "EPSG:4326", always_xy=True)
+        lon, lat = tf.transform([b.left, b.right], [b.bottom, b.top])
+    e, n = table.frame.to_en(np.array(lat), np.array(lon))
+    img = np.moveaxis(img[:3], 0, -1) if img.shape[0] >= 3 else img[0]
+    ax.imshow(img, extent=(e[0], e[1], n[0], n[1]), origin="upper", alpha=0.8)
