@@ -1,0 +1,272 @@
+"""Training and evaluation pairs: synthetic worlds, the CVUSA folder layout, and the University-1652 sample mosaics.
+
+Every source ends as a :class:`PairArrays`: ground views and aerial views already *preprocessed exactly as the runtime
+encoders do* (:mod:`geoloc_node.encoders.preprocess`: resize, north alignment, polar transform, heading sector), as
+uint8 arrays, plus positions where known. Training adds augmentation on top (see :mod:`.train`).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..encoders import preprocess as pp
+from .net import ModelConfig
+
+
+@dataclass
+class PairArrays:
+    """N aligned pairs. ``en``: (east, north) metres of each ground view (None if unknown); ``group``: which world /
+    area each pair comes from (positives never cross groups); ``heading``: compass heading of pinhole views."""
+
+    ground: np.ndarray  # uint8 [N, Hg, Wg, 3]
+    aerial: np.ndarray  # uint8 [N, Ha, Wa, 3]
+    en: np.ndarray | None = None  # float64 [N, 2]
+    group: np.ndarray | None = None  # int64 [N]
+    heading: np.ndarray | None = None  # float64 [N]
+    name: str = ""
+
+    def __len__(self) -> int:
+        return len(self.ground)
+
+    def subset(self, idx) -> PairArrays:
+        idx = np.asarray(idx)
+        def pick(a):
+            return None if a is None else a[idx]
+
+        return PairArrays(self.ground[idx], self.aerial[idx], pick(self.en), pick(self.group), pick(self.heading),
+                          self.name)
+
+    @staticmethod
+    def concat(parts: list[PairArrays]) -> PairArrays:
+        def cat(attr):
+            vals = [getattr(p, attr) for p in parts]
+            return None if any(v is None for v in vals) else np.concatenate(vals)
+        return PairArrays(cat("ground"), cat("aerial"), cat("en"), cat("group"), cat("heading"),
+                          "+".join(p.name for p in parts))
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {k: v for k, v in (("ground", self.ground), ("aerial", self.aerial), ("en", self.en),
+                                    ("group", self.group), ("heading", self.heading)) if v is not None}
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, name=self.name, **arrays)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path) -> PairArrays:
+        with np.load(path, allow_pickle=False) as z:
+            return cls(ground=z["ground"], aerial=z["aerial"], en=z["en"] if "en" in z else None,
+                       group=z["group"] if "group" in z else None, heading=z["heading"] if "heading" in z else None,
+                       name=str(z["name"]))
+
+
+# -- shared preprocessing (the runtime encoder's, applied once to a whole array) ---------------------------------------
+def preprocess_aerial(tiles: np.ndarray, cfg: ModelConfig, headings=None) -> np.ndarray:
+    """Aerial tiles (north-up, square) -> the aerial branch's input images, as the runtime encoder makes them."""
+    tiles = pp.as_rgb_batch(tiles, "aerial tiles")
+    if cfg.aerial_preprocess == "polar":
+        polar = pp.polar_transform(pp.resize_batch(tiles, (cfg.polar_src_px, cfg.polar_src_px)),
+                                   cfg.polar_hw or cfg.aerial_hw)
+        if cfg.mode == "pinhole":
+            polar = pp.heading_sector(polar, headings, cfg.hfov_deg)
+        return pp.resize_batch(polar, cfg.aerial_hw)
+    return pp.resize_batch(tiles, cfg.aerial_hw)
+
+
+# -- synthetic worlds ----------------------------------------------------------------------------------------------
+def sample_road_poses(world, n: int, rng: np.random.Generator, margin_m: float = 30.0) -> np.ndarray:
+    """n poses (east, north, heading_deg) on the roads of a world, away from its border, heading along the road."""
+    g = world.road_graph
+    a, b = g.nodes[g.edges[:, 0]], g.nodes[g.edges[:, 1]]
+    length = np.linalg.norm(b - a, axis=1)
+    half = world.config.size_m / 2.0 - margin_m
+    out = []
+    p = length / length.sum()
+    while len(out) < n:
+        k = rng.choice(len(length), size=2 * (n - len(out)) + 8, p=p)
+        t = rng.random(len(k))
+        pos = a[k] + (b[k] - a[k]) * t[:, None]
+        d = (b[k] - a[k]) / np.maximum(length[k], 1e-9)[:, None]
+        lateral = (rng.random(len(k)) - 0.5) * 0.5 * g.width_m[k]
+        pos = pos + np.stack([d[:, 1], -d[:, 0]], axis=1) * lateral[:, None]
+        heading = np.degrees(np.arctan2(d[:, 0], d[:, 1])) % 360.0
+        heading = np.where(rng.random(len(k)) < 0.5, heading, (heading + 180.0) % 360.0)
+        ok = (np.abs(pos) < half).all(axis=1)
+        for e, nn, h in zip(pos[ok, 0], pos[ok, 1], heading[ok]):
+            out.append((e, nn, h))
+    return np.asarray(out[:n], dtype=np.float64)
+
+
+def crop_aerial(world, east: float, north: float, tile_size_m: float) -> np.ndarray:
+    """North-up square tile of the orthophoto centred at (east, north), cut exactly as ``build-table`` cuts a GeoTIFF
+    of this world (native resolution, pixel-aligned; outside the world is black)."""
+    res = world.config.resolution_m
+    half_m = world.config.size_m / 2.0
+    tile_px = int(round(tile_size_m / res))
+    col = int(round((east + half_m) / res)) - tile_px // 2
+    row = int(round((half_m - north) / res)) - tile_px // 2
+    img = world.aerial_rgb
+    out = np.zeros((tile_px, tile_px, 3), np.uint8)
+    r0, r1, c0, c1 = max(row, 0), min(row + tile_px, img.shape[0]), max(col, 0), min(col + tile_px, img.shape[1])
+    if r0 < r1 and c0 < c1:
+        out[r0 - row:r1 - row, c0 - col:c1 - col] = img[r0:r1, c0:c1]
+    return out
+
+
+def synth_pairs(seed: int, n: int, cfg: ModelConfig, world_size_m: float = 700.0, tile_size_m: float = 50.0,
+                render_seed: int | None = None, randomize: bool = True, world=None, progress: bool = False,
+                tile_jitter_m: float = 0.0) -> PairArrays:
+    """n ground/aerial pairs from the procedural world of ``seed`` (rendered with the synth renderer).
+
+    Ground panoramas are rendered at the vehicle's heading and rolled north-aligned (as the runtime does with a known
+    heading); pinhole views keep their heading, and the aerial view is the matching polar sector.
+    """
+    from ..synth import render
+    from ..synth.world import WorldConfig, make_world
+
+    world = world or make_world(WorldConfig(size_m=world_size_m, seed=seed))
+    rng = np.random.default_rng(seed * 7919 + 17 if render_seed is None else render_seed)
+    poses = sample_road_poses(world, n, rng)
+    render_hw = _render_hw(cfg)
+    ground = np.empty((n, *cfg.ground_hw, 3), np.uint8)
+    tiles = []
+    it = range(n)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc=f"render world {seed}", unit="pair", leave=False)
+    for i in it:
+        e, nn, h = poses[i]
+        if cfg.mode == "panorama":
+            im = render.render_panorama(world, e, nn, h, size=render_hw, rng=rng, randomize=randomize)
+            im = pp.align_panorama(im, h, PANORAMA_COL0_OFFSET_DEG)
+        else:
+            im = render.render_pinhole(world, e, nn, h, hfov_deg=cfg.hfov_deg, size=render_hw, rng=rng,
+                                       randomize=randomize)
+        ground[i] = pp.resize_batch(im[None], cfg.ground_hw)[0]
+        je, jn = (rng.uniform(-tile_jitter_m, tile_jitter_m, 2) if tile_jitter_m else (0.0, 0.0))
+        tiles.append(crop_aerial(world, e + je, nn + jn, tile_size_m))
+    aerial = preprocess_aerial(np.stack(tiles), cfg, poses[:, 2])
+    return PairArrays(ground, aerial, en=poses[:, :2].copy(), group=np.full(n, seed, np.int64), heading=poses[:, 2],
+                      name=f"synth{seed}")
+
+
+#: Azimuth, relative to the vehicle heading, of the left edge of a panorama from ``synth.render.render_panorama``.
+PANORAMA_COL0_OFFSET_DEG = -180.0
+
+
+def _render_hw(cfg: ModelConfig) -> tuple[int, int]:
+    h, w = cfg.ground_hw
+    return (h * 2, w * 2)
+
+
+def synth_pairs_cached(seeds, n_per_world: int, cfg: ModelConfig, cache_dir, world_size_m: float = 700.0,
+                       tile_size_m: float = 50.0, progress: bool = True, tile_jitter_m: float = 0.0) -> PairArrays:
+    """:func:`synth_pairs` for several worlds, each cached as an .npz keyed by everything that shapes it."""
+    parts = []
+    for seed in seeds:
+        key = json.dumps({"seed": seed, "n": n_per_world, "size": world_size_m, "tile": tile_size_m,
+                          "jit": tile_jitter_m, "mode": cfg.mode, "hfov": cfg.hfov_deg, "g": cfg.ground_hw,
+                          "a": cfg.aerial_hw, "pre": cfg.aerial_preprocess, "psrc": cfg.polar_src_px,
+                          "phw": cfg.polar_hw, "off": PANORAMA_COL0_OFFSET_DEG, "v": 2}, sort_keys=True)
+        path = Path(cache_dir) / f"synth_{seed}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz"
+        if path.exists():
+            parts.append(PairArrays.load(path))
+            continue
+        p = synth_pairs(seed, n_per_world, cfg, world_size_m, tile_size_m, progress=progress,
+                        tile_jitter_m=tile_jitter_m)
+        p.save(path)
+        parts.append(p)
+    return PairArrays.concat(parts)
+
+
+# -- CVUSA folder layout -------------------------------------------------------------------------------------------
+def cvusa_pairs(root, split: str, cfg: ModelConfig, limit: int | None = None) -> PairArrays:
+    """Pairs listed in ``root/splits/{train,val}-19zl.csv`` (CVUSA: ``aerial,ground[,...]`` paths relative to root).
+
+    Panoramas in CVUSA are north-aligned already. Columns beyond the second are ignored; a CSV with a header row
+    whose first cell is not a file is skipped.
+    """
+    import cv2
+
+    root = Path(root)
+    name = {"train": "train-19zl.csv", "val": "val-19zl.csv", "test": "val-19zl.csv"}.get(split, split)
+    csv_path = root / "splits" / name
+    if not csv_path.exists():
+        raise FileNotFoundError(f"CVUSA split {csv_path}: no such file (expected the CVUSA layout: "
+                                "splits/train-19zl.csv, splits/val-19zl.csv)")
+    rows = [r for r in csv.reader(open(csv_path, newline="")) if len(r) >= 2]
+    if rows and not (root / rows[0][0].strip()).exists() and not rows[0][0].strip().endswith((".jpg", ".png")):
+        rows = rows[1:]
+    if limit:
+        rows = rows[:limit]
+    if not rows:
+        raise ValueError(f"CVUSA split {csv_path}: no pairs")
+    g, a = [], []
+    for r in rows:
+        ap, gp = root / r[0].strip(), root / r[1].strip()
+        ai, gi = cv2.imread(str(ap), cv2.IMREAD_COLOR), cv2.imread(str(gp), cv2.IMREAD_COLOR)
+        if ai is None or gi is None:
+            raise FileNotFoundError(f"CVUSA pair in {csv_path}: cannot read {ap if ai is None else gp}")
+        g.append(pp.resize_batch(gi[None, :, :, ::-1], cfg.ground_hw)[0])
+        a.append(ai[:, :, ::-1])
+    aerial = preprocess_aerial(pp.resize_batch(a, (max(x.shape[0] for x in a),) * 2), cfg,
+                               np.zeros(len(a)))
+    return PairArrays(np.stack(g), aerial, name=f"cvusa-{split}")
+
+
+# -- University-1652 sample mosaics ---------------------------------------------------------------------------------
+U1652_DIR = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "university1652_sample"
+U1652_ROWS, U1652_COLS, U1652_PITCH_Y, U1652_VIEW = 25, 20, 158.0, 134
+
+
+def u1652_cells(directory=None) -> tuple[np.ndarray, np.ndarray]:
+    """The 500 (drone, satellite) views cut from the two mosaics: uint8 [500, 134, 134, 3] each, row-major cells."""
+    import cv2
+
+    d = Path(directory) if directory else U1652_DIR
+    out = []
+    for name in ("sample_drone.jpg", "sample_satellite.jpg"):
+        im = cv2.imread(str(d / name), cv2.IMREAD_COLOR)
+        if im is None:
+            raise FileNotFoundError(f"University-1652 mosaic {d / name}: missing or unreadable")
+        im = im[:, :, ::-1]
+        pitch_x = im.shape[1] / U1652_COLS
+        cells = []
+        for r in range(U1652_ROWS):
+            for c in range(U1652_COLS):
+                y, x = int(round(r * U1652_PITCH_Y)), int(round(c * pitch_x))
+                cells.append(im[y:y + U1652_VIEW, x:x + U1652_VIEW])
+        out.append(np.stack(cells))
+    return out[0], out[1]
+
+
+def u1652_pairs(split: str, cfg: ModelConfig, directory=None, n_train: int = 400) -> PairArrays:
+    """Train: the first ``n_train`` cells (rows 0-19); test: the rest (rows 20-24): disjoint buildings."""
+    drone, sat = u1652_cells(directory)
+    idx = np.arange(n_train) if split == "train" else np.arange(n_train, len(drone))
+    g = pp.resize_batch(drone[idx], cfg.ground_hw)
+    a = preprocess_aerial(sat[idx], cfg)
+    return PairArrays(g, a, group=np.zeros(len(idx), np.int64), name=f"u1652-{split}")
+
+
+def split_by_geography(p: PairArrays, holdout_frac: float = 0.2, axis: int = 0) -> tuple[PairArrays, PairArrays]:
+    """Split one world's pairs by a line across it (east < x for training): test places are never trained on."""
+    if p.en is None:
+        raise ValueError("split_by_geography needs positions")
+    x = p.en[:, axis]
+    cut = np.quantile(x, 1.0 - holdout_frac)
+    return p.subset(np.where(x < cut - 25.0)[0]), p.subset(np.where(x >= cut + 25.0)[0])
+
+
+def heading_sector_count(hfov_deg: float) -> int:
+    return max(1, int(math.ceil(360.0 / hfov_deg)))
