@@ -118,6 +118,11 @@ class PipelineConfig:
     max_frame_rate_hz: float = 4.0
     #: Run visual updates also while GPS is HEALTHY (costs CPU; useful to evaluate retrieval).
     visual_when_healthy: bool = False
+    #: Panorama models want north-aligned panoramas: a frame is rolled by the filter's heading when its standard
+    #: deviation is below this (degrees) ...
+    heading_known_std_deg: float = 20.0
+    #: ... else encoded at this many headings (hypotheses, each scored against the particles of that heading).
+    heading_hypotheses: int = 8
     #: Also compute the paper's single-frame estimate (global top-5 mean) for every processed frame (evaluation only).
     single_frame_baseline: bool = False
     #: Tiles reported in each estimate (markers of the best matches).

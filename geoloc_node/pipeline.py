@@ -78,6 +78,7 @@ class Pipeline:
         self.search = TableSearch(table) if table is not None else None
         self.health = GpsHealthMonitor(config.health)
         self.filter = ParticleFilter(self.search, config.tracking) if self.search is not None else None
+        self._encoder_takes_headings = _takes_headings(encoder)
         self._lock = threading.Lock()  # state: health, filter, counters
         self._slot_lock = threading.Lock()  # the one-slot frame buffer
         self._pending: CameraFrame | None = None
@@ -188,13 +189,18 @@ class Pipeline:
                 self.counts["frames_skipped_rate"] += 1
                 return out
             self._last_processed = frame.stamp
+            headings = self._headings_to_encode()
         # -- encode: the slow step, outside the lock so that GPS/odometry callbacks never wait for it
         t0 = time.perf_counter()
         try:
             img = np.asarray(frame.image)
             if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or min(img.shape[:2]) < 1:
                 raise ValueError(f"image must be uint8 RGB (H, W, 3), got {img.dtype} {img.shape}")
-            code = np.asarray(self.encoder.encode(img[None]))[0]
+            if headings is None:
+                codes = np.asarray(self.encoder.encode(img[None]))
+            else:
+                codes = np.asarray(self.encoder.encode(np.repeat(img[None], len(headings), axis=0),
+                                                       headings_deg=np.asarray(headings)))
         except Exception as exc:  # noqa: BLE001 - a bad frame must never stop the vehicle's localisation
             with self._lock:
                 self.counts["frames_rejected"] += 1
@@ -203,8 +209,21 @@ class Pipeline:
         t_enc = (time.perf_counter() - t0) * 1e3
         with self._lock:
             self._lat["encode"].append(t_enc)
-            out.extend(self._visual_update(frame.stamp, code))
+            out.extend(self._visual_update(frame.stamp, codes, headings))
         return out
+
+    def _headings_to_encode(self):
+        """Compass headings to roll a panorama to before encoding (None: the encoder takes no heading)."""
+        if getattr(self.encoder, "mode", None) != "panorama" or not self._encoder_takes_headings:
+            return None
+        pc = self.config.pipeline
+        f = self.filter
+        if f.initialized:
+            _, _, yaw, yaw_var = f.estimate()
+            if math.sqrt(yaw_var) <= math.radians(pc.heading_known_std_deg):
+                return [(90.0 - math.degrees(yaw)) % 360.0]
+        k = max(1, pc.heading_hypotheses)
+        return [i * 360.0 / k for i in range(k)]
 
     def on_frame(self, frame: CameraFrame) -> list:
         """Submit and process at once (synchronous replay)."""
@@ -281,26 +300,25 @@ class Pipeline:
         self._clock = stamp if self._clock is None else max(self._clock, stamp)
         return True
 
-    def _visual_update(self, stamp: float, code: np.ndarray) -> list:
+    def _visual_update(self, stamp: float, codes: np.ndarray, headings) -> list:
         f = self.filter
         c = self.config
         out = []
         t0 = time.perf_counter()
         f.predict_time(stamp)
         if not f.initialized:
-            if not f.init_global(code, stamp, reason="cold start: global top-k"):
+            if not f.init_global(codes, stamp, reason="cold start: global top-k", headings_deg=headings):
                 return out
             self.counts["cold_starts"] += 1
         t1 = time.perf_counter()
-        vu = f.update_visual(code, c.pipeline.report_topk)
+        vu = f.update_visual(codes, c.pipeline.report_topk, headings_deg=headings)
         t2 = time.perf_counter()
-        if (vu.applied or f.initialized) and (self._last_div_check is None or
-                                              stamp - self._last_div_check >= c.tracking.divergence_check_s):
+        if self._last_div_check is None or stamp - self._last_div_check >= c.tracking.divergence_check_s:
             self._last_div_check = stamp
-            if f.check_divergence(code, vu.best_distance, stamp):
+            if f.check_divergence(codes, vu.best_distance, stamp, headings_deg=headings):
                 self.counts["reinitialisations"] += 1
-                vu = f.update_visual(code, c.pipeline.report_topk)
-        elif not vu.applied:
+                vu = f.update_visual(codes, c.pipeline.report_topk, headings_deg=headings)
+        if not vu.applied:
             self.counts["frames_outside_table"] += 1
         t3 = time.perf_counter()
         self._lat["search"].append((t2 - t1) * 1e3)
@@ -310,17 +328,20 @@ class Pipeline:
             self._last_topk = vu.topk
         single = None
         if c.pipeline.single_frame_baseline:
-            single = self._single_frame(code)
+            single = self._single_frame(codes, headings)
         out.append(self._estimate(stamp, "visual" if vu.applied else "odometry", single_frame=single))
         return out
 
-    def _single_frame(self, code: np.ndarray):
-        """The paper's estimate: mean position of the global top-5 tiles (no filter, no prior)."""
+    def _single_frame(self, codes: np.ndarray, headings):
+        """The paper's estimate: mean position of the global top-5 tiles (no filter, no prior), with the frame
+        encoded at the filter's heading."""
         from .estimate import paper_top5_mean
 
+        f = self.filter
         B = self.table.heading_bins
-        b = self.filter._bins_of(np.array([self.filter.yaw_mean()]))[0] if B > 1 else 0
-        m = self.search.topk(code, min(5, self.table.n_tiles), int(b))
+        key = int(f._keys_of(np.array([f.yaw_mean()]), headings if headings is not None else [None])[0])
+        codes = np.atleast_2d(codes)
+        m = self.search.topk(codes[key // B], min(5, self.table.n_tiles), key % B)
         e, n = paper_top5_mean(m)
         return float(e), float(n)
 
@@ -351,3 +372,12 @@ def check_pair(encoder, table) -> None:
     bits = getattr(encoder, "bits", None)
     if bits is not None and int(bits) != table.bits:
         raise FingerprintMismatchError(f"the encoder makes {bits}-bit codes but the table holds {table.bits}-bit codes")
+
+
+def _takes_headings(encoder) -> bool:
+    import inspect
+
+    try:
+        return "headings_deg" in inspect.signature(encoder.encode).parameters
+    except (TypeError, ValueError, AttributeError):
+        return False

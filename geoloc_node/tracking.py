@@ -82,17 +82,26 @@ class ParticleFilter:
         self._div_count = 0
         self.last_init = reason
 
-    def init_global(self, code: np.ndarray, stamp: float, reason: str = "global top-k") -> bool:
-        """Particles around the global top-k tiles of every heading bin (cold start, kidnapped vehicle)."""
+    def init_global(self, codes: np.ndarray, stamp: float, reason: str = "global top-k",
+                    headings_deg=None) -> bool:
+        """Particles around the global top-k tiles (cold start, kidnapped vehicle).
+
+        ``codes``: one code, or one per heading hypothesis (``headings_deg``, panorama rolled to each heading). With
+        several table heading bins (forward camera) every bin is searched. A candidate's heading seeds the particles'
+        yaw; without one, yaw is uniform.
+        """
         c = self.config
+        codes, headings = _as_hypotheses(codes, headings_deg)
         B = self.table.heading_bins
         k = min(c.global_topk, self.table.n_tiles)
         cand = []
-        for b in range(B):
-            m = self.search.topk(code, k, b)
-            for en, d in zip(m.en, m.distances):
-                cand.append((float(d), float(en[0]), float(en[1]), b))
-        cand.sort()
+        for j, code in enumerate(codes):
+            for b in range(B):
+                m = self.search.topk(code, k, b)
+                hdg = b * 360.0 / B if B > 1 else headings[j]
+                for en, d in zip(m.en, m.distances):
+                    cand.append((float(d), float(en[0]), float(en[1]), hdg))
+        cand.sort(key=lambda x: x[0])
         cand = cand[:k]
         if not cand:
             return False
@@ -103,10 +112,11 @@ class ParticleFilter:
         pick = self.rng.choice(len(cand), size=n_local, p=w / w.sum())
         centre = np.array([[x[1], x[2]] for x in cand])[pick]
         xy = centre + self.rng.normal(0.0, 0.5 * self.stride, (n_local, 2))
-        if B > 1:
-            width = 2 * math.pi / B
-            hdg = np.array([x[3] for x in cand])[pick] * width
-            th = (math.pi / 2 - hdg) + self.rng.uniform(-width / 2, width / 2, n_local)
+        hd = [x[3] for x in cand]
+        if all(h is not None for h in hd):
+            width = 2 * math.pi / (B if B > 1 else len(codes))
+            th = np.radians(90.0 - np.array(hd, dtype=np.float64)[pick]) + \
+                self.rng.uniform(-width / 2, width / 2, n_local)
         else:
             th = self.rng.uniform(-math.pi, math.pi, n_local)
         cov = self.table.coverage()
@@ -187,28 +197,34 @@ class ParticleFilter:
             return
         self._reweight(np.exp(-0.5 * (m2 - m2.min())))
 
-    def update_visual(self, code: np.ndarray, report_k: int = 5) -> VisualUpdate:
-        """Weight particles by the Hamming distances of the tiles around them."""
+    def update_visual(self, codes: np.ndarray, report_k: int = 5, headings_deg=None) -> VisualUpdate:
+        """Weight particles by the Hamming distances of the tiles around them.
+
+        ``codes``: one code, or one per heading hypothesis (``headings_deg``); each particle is scored with the code of
+        the hypothesis nearest to its yaw and, with several table heading bins, in the bin of its yaw.
+        """
         c = self.config
+        codes, headings = _as_hypotheses(codes, headings_deg)
         mean, _ = self._mean_cov()
         r = np.sqrt(((self.p[:, :2] - mean) ** 2).sum(axis=1))
         radius = float(np.clip(np.quantile(r, 0.99) + 2.0 * self.stride, c.window_min_radius_m, c.window_max_radius_m))
+        keys = self._keys_of(self.p[:, 2], headings)  # [N] row key = hypothesis * bins + table bin
+        used = np.unique(keys)
         B = self.table.heading_bins
-        pbins = self._bins_of(self.p[:, 2]) if B > 1 else np.zeros(self.p.shape[0], dtype=np.int64)
-        used = np.unique(pbins)
-        idx, d0 = self.search.window_distances(code, float(mean[0]), float(mean[1]), radius, int(used[0]))
+        k0 = int(used[0])
+        idx, d0 = self.search.window_distances(codes[k0 // B], float(mean[0]), float(mean[1]), radius, k0 % B)
         if idx.size == 0:
             return VisualUpdate(False, "no table tiles around the filter (outside the coverage)", (), None, 0)
-        rows = [d0] + [self.search.distances(code, idx, int(b)) for b in used[1:]]
-        D = np.stack(rows).astype(np.float64)  # [bins used, tiles]
+        rows = [d0] + [self.search.distances(codes[int(k) // B], idx, int(k) % B) for k in used[1:]]
+        D = np.stack(rows).astype(np.float64)  # [keys used, tiles]
         dmin = D.min()
         tau = max(c.hamming_temperature * self.bits, 1e-6)
         S = np.exp(-(D - dmin) / tau)
         en = np.asarray(self.table.en[idx], dtype=np.float64)
         sig = c.tile_kernel_stride * self.stride
         lik = np.zeros(self.p.shape[0])
-        for j, b in enumerate(used):
-            sel = np.nonzero(pbins == b)[0]
+        for j, key in enumerate(used):
+            sel = np.nonzero(keys == key)[0]
             d2 = ((self.p[sel, None, :2] - en[None, :, :]) ** 2).sum(axis=2)
             k = np.exp(-0.5 * d2 / (sig * sig))
             ks = k.sum(axis=1)
@@ -216,26 +232,28 @@ class ParticleFilter:
             lik[sel] = np.where(ks > 1e-3, (k @ S[j]) / np.maximum(ks, 1e-12), 0.0)
         a = c.visual_outlier_prob
         self._reweight(a + (1.0 - a) * lik)
-        # report: best tiles of the bin of the mean heading
-        bmean = self._bins_of(np.array([self.yaw_mean()]))[0] if B > 1 else 0
-        row = D[int(np.nonzero(used == bmean)[0][0])] if bmean in used else D.min(axis=0)
+        # report: best tiles for the mean heading
+        kmean = int(self._keys_of(np.array([self.yaw_mean()]), headings)[0])
+        row = D[int(np.nonzero(used == kmean)[0][0])] if kmean in used else D.min(axis=0)
         order = np.lexsort((idx, row))[:report_k]
         topk = tuple((float(en[i, 0]), float(en[i, 1]), int(row[i])) for i in order)
         return VisualUpdate(True, "ok", topk, int(dmin), int(idx.size))
 
-    def check_divergence(self, code: np.ndarray, local_best: int | None, stamp: float) -> bool:
+    def check_divergence(self, codes: np.ndarray, local_best: int | None, stamp: float, headings_deg=None) -> bool:
         """Compare the filter with a global top-k search; re-initialise after ``divergence_checks`` bad checks."""
         c = self.config
+        codes, headings = _as_hypotheses(codes, headings_deg)
         mean, _ = self._mean_cov()
         B = self.table.heading_bins
-        b = self._bins_of(np.array([self.yaw_mean()]))[0] if B > 1 else 0
-        g = self.search.topk(code, 1, int(b))
+        key = int(self._keys_of(np.array([self.yaw_mean()]), headings)[0])
+        g = self.search.topk(codes[key // B], 1, key % B)
         gd, ge = int(g.distances[0]), g.en[0]
         far = math.hypot(ge[0] - mean[0], ge[1] - mean[1]) > c.divergence_distance_m
         worse = local_best is None or local_best - gd >= c.divergence_margin * self.bits
         self._div_count = self._div_count + 1 if (far and worse) else 0
         if self._div_count >= c.divergence_checks:
-            return self.init_global(code, stamp, reason="re-initialised: diverged from the global best matches")
+            return self.init_global(codes, stamp, reason="re-initialised: diverged from the global best matches",
+                                    headings_deg=headings_deg)
         return False
 
     # -- outputs ---------------------------------------------------------------------------------------------
@@ -259,6 +277,16 @@ class ParticleFilter:
         d = self.p[:, :2] - mean
         cov = (d * self.w[:, None]).T @ d + np.eye(2) * 1e-6
         return mean, cov
+
+    def _keys_of(self, yaw: np.ndarray, headings) -> np.ndarray:
+        """Row key of each yaw: (index of the nearest heading hypothesis) * table bins + table heading bin."""
+        B = self.table.heading_bins
+        tb = self._bins_of(yaw) if B > 1 else np.zeros(len(yaw), dtype=np.int64)
+        if len(headings) <= 1 or headings[0] is None:
+            return tb
+        hdg = np.mod(90.0 - np.degrees(yaw), 360.0)
+        diff = np.abs(((hdg[:, None] - np.asarray(headings, dtype=np.float64)[None, :]) + 180.0) % 360.0 - 180.0)
+        return np.argmin(diff, axis=1).astype(np.int64) * B + tb
 
     def _bins_of(self, yaw: np.ndarray) -> np.ndarray:
         B = self.table.heading_bins
@@ -286,3 +314,18 @@ class ParticleFilter:
         self.p[:, :2] += self.rng.normal(0.0, 0.05 * self.stride, (n, 2))
         self.p[:, 2] += self.rng.normal(0.0, 0.01, n)
         self.w = np.full(n, 1.0 / n)
+
+
+def _as_hypotheses(codes, headings_deg):
+    """(codes [K, bytes], headings [K] or [None]) from one code or K codes with their headings."""
+    codes = np.asarray(codes)
+    if codes.ndim == 1:
+        codes = codes[None]
+    if headings_deg is None:
+        if len(codes) != 1:
+            raise ValueError("several codes need their headings_deg")
+        return codes, [None]
+    headings = [float(h) for h in np.atleast_1d(headings_deg)]
+    if len(headings) != len(codes):
+        raise ValueError(f"{len(codes)} codes but {len(headings)} headings")
+    return codes, headings

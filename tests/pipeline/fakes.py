@@ -57,7 +57,8 @@ class FakeOracleEncoder:
     fingerprint = "fake-camera-0"
 
     def __init__(self, world: FakeWorld, flip_prob=0.08, wrong_prob=0.0, seed=1, aerial_fingerprint="fake-aerial-0",
-                 delay_s=0.0):
+                 delay_s=0.0, heading_aware=False):
+        self.heading_aware = heading_aware
         self.world, self.flip_prob, self.wrong_prob = world, flip_prob, wrong_prob
         self.rng = np.random.default_rng(seed)
         self.bits = world.bits
@@ -65,7 +66,8 @@ class FakeOracleEncoder:
         self.delay_s = delay_s
         self.calls = 0
 
-    def encode(self, images: np.ndarray) -> np.ndarray:
+    def encode(self, images: np.ndarray, headings_deg=None) -> np.ndarray:
+        # FAKE: the fake world's panorama codes do not depend on the heading; headings_deg is accepted and ignored
         import time
 
         if self.delay_s:
@@ -78,6 +80,13 @@ class FakeOracleEncoder:
             b = int(math.floor((hdg % 360.0) / (360.0 / self.world.heading_bins) + 0.5)) % self.world.heading_bins
             bits = self.world.field(np.array([[e, n]]), b)[0] > 0
             bits ^= self.rng.random(self.bits) < self.flip_prob
+            if self.heading_aware and headings_deg is not None:
+                # FAKE misaligned panorama: rolled by the wrong heading, 40 % of the bits change (a fixed mask per
+                # 45-degree step of misalignment)
+                mis = (float(np.atleast_1d(headings_deg)[len(out)]) - hdg + 180.0) % 360.0 - 180.0
+                step = int(round(mis / 45.0)) % 8
+                if step:
+                    bits ^= np.random.default_rng(100 + step).random(self.bits) < 0.4
             out.append(np.packbits(bits))
             self.calls += 1
         return np.stack(out)

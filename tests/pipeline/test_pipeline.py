@@ -136,3 +136,32 @@ def test_callbacks_never_wait_for_the_encoder(world, table):
         p.on_frame(fake_frame(100.0 + i, 0.0, 0.0))
     th.join()
     assert max(worst) < 0.15  # the encoder takes 0.2 s per frame; callbacks are not blocked by it
+
+
+def test_forward_camera_heading_bins_track_position_and_yaw(tmp_path):
+    from fakes import FakeWorld
+
+    world = FakeWorld(seed=2, heading_bins=8)
+    table = world.write_table(tmp_path / "pinhole.gltab", half_size_m=260.0)
+    drive = Drive(duration_s=60.0, seed=6)
+    p = Pipeline(CFG, FakeOracleEncoder(world, flip_prob=0.1, wrong_prob=0.1), table)
+    out = feed(p, drive.events(table.frame, outages=[(20.0, 60.0)]))
+    err = errors(out, drive, 20.0, 60.0)
+    assert np.median(err[:, 1]) < 6.0
+    last = [o for o in out if isinstance(o, Estimate)][-1]
+    true_yaw = math.radians(90.0 - drive.heading_deg(last.stamp - 1000.0))
+    assert last.yaw is not None and abs(math.remainder(last.yaw - true_yaw, 2 * math.pi)) < math.radians(20)
+
+
+def test_panorama_heading_hypotheses_on_cold_start(world, table):
+    """Unknown heading: the panorama is encoded at 8 headings; the right one wins and seeds the yaw."""
+    drive = Drive(duration_s=30.0, seed=8)
+    enc = FakeOracleEncoder(world, flip_prob=0.08, heading_aware=True)
+    p = Pipeline(CFG, enc, table)
+    out = feed(p, [ev for ev in drive.events(table.frame) if ev[1] != "gps"])
+    err = errors(out, drive, 15.0, 30.0)
+    assert np.median(err[:, 1]) < 6.0
+    last = [o for o in out if isinstance(o, Estimate)][-1]
+    true_yaw = math.radians(90.0 - drive.heading_deg(last.stamp - 1000.0))
+    assert last.yaw is not None and abs(math.remainder(last.yaw - true_yaw, 2 * math.pi)) < math.radians(20)
+    assert enc.calls < 8 * 30  # once the heading is known, one encoding per frame
