@@ -98,7 +98,13 @@ class Pipeline:
 
         if not config.table.path:
             raise GeolocError("no region table given: set table.path (build one with `geoloc build-table`)")
-        encoder = load_encoder(config.model.path or None, config.model.backend)
+        if config.model.path:
+            model = config.model.path
+        else:
+            from .demo import default_model
+
+            model = default_model()
+        encoder = load_encoder(model, config.model.backend)
         table = open_table(config.table.path, verify=config.table.verify)
         return cls(config, encoder, table)
 

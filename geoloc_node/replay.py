@@ -474,12 +474,16 @@ def main(args) -> int:
         cfg = load_config(args)
         encoder = table = None
         if args.table:
+            from .demo import default_model
+            from .encoders import load_encoder
             from .table import open_table
 
             table = open_table(args.table, verify=cfg.table.verify)
-            from .encoders import load_encoder
-
-            encoder = load_encoder(args.model or cfg.model.path or None, args.backend or cfg.model.backend)
+            try:
+                encoder = load_encoder(args.model or cfg.model.path or default_model(),
+                                       args.backend or cfg.model.backend)
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise GeolocError(f"cannot load the camera model: {exc}") from None
         out = Path(args.out or f"replay_{Path(args.bag).name}")
         res = replay(args.bag, out, cfg, encoder, table, outages=args.gps_outage,
                      topics=Topics(args.camera_topic, args.gps_topic, args.odom_topic, args.truth_topic),
