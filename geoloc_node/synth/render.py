@@ -39,6 +39,7 @@ FAR_STEP_FRACTION = 0.02  # ... then 2% of the distance: ~2 m at 100 m, still fi
 FLOOR_HEIGHT_M = 3.2  # window rows on facades
 WINDOW_SPACING_M = 3.0
 CAR_SEARCH_RADIUS_M = 70.0  # random parked cars are placed within this distance of the camera
+CAR_VISIBLE_M = 150.0  # cars farther than this are a pixel or two: not drawn
 
 _WINDOW_RGB = np.array([52, 62, 78], np.float32)
 _CAR_GLASS_RGB = np.array([38, 44, 52], np.float32)
@@ -290,10 +291,14 @@ def _cast(world, east: float, north: float, azimuth_deg: np.ndarray, tan_elev: n
 def _place_cars(style: RenderStyle, east, north, az, d, pe, pn, height) -> np.ndarray:
     """Raise the samples that fall inside a style's cars to the car's height; returns car index per sample or -1."""
     car = np.full(pe.shape, -1, np.int32)
-    for i, (ce, cn, yaw, length, width, car_h) in enumerate(style.cars):
-        dist = math.hypot(ce - east, cn - north)
+    if len(style.cars) == 0:
+        return car
+    distances = np.hypot(style.cars[:, 0] - east, style.cars[:, 1] - north)
+    for i in np.nonzero(distances < CAR_VISIBLE_M)[0]:
+        ce, cn, yaw, length, width, car_h = style.cars[i]
+        dist = float(distances[i])
         reach = math.hypot(length, width) / 2
-        if dist > MAX_RANGE_M or dist < reach:
+        if dist < reach:  # the camera is inside this car: leave it out rather than fill the view
             continue
         # Only the columns that see the car and the samples at its distance need testing.
         bearing = math.atan2(ce - east, cn - north)
