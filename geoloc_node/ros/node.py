@@ -441,9 +441,10 @@ class GeolocNode(LifecycleNode):
 
     def _publish_active(self, active: bool, force: bool = False) -> None:
         pub = self._pubs.get("active")
-        if pub is None or (not force and active == self._active):
-            return
-        self._active = active
+        with self._lock:  # called from the inference, GPS and odometry threads
+            if pub is None or (not force and active == self._active):
+                return
+            self._active = active
         pub.publish(Bool(data=active))
         self._published["active"] += 1
 
