@@ -84,3 +84,37 @@ def test_lifecycle_services(ros):
         assert call(change, ChangeState.Request(transition=Transition(id=tid))).success
     assert call(get, GetState.Request()).current_state.label == "active"
     assert node.lifecycle_state == "active"
+
+
+def test_configure_with_the_real_factory_names_the_missing_table(ros, tmp_path):
+    """The product's own pipeline factory (no fake): a missing table fails configure, naming the file."""
+    bad = tmp_path / "missing.gltab"
+    node = make_node(ros, None, **{"table.path": str(bad)})
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert node.lifecycle_state == "unconfigured" and str(bad) in node._last_error
+    node.trigger_shutdown()
+    empty = make_node(ros, None)  # table.path unset
+    assert empty.trigger_configure() == TransitionCallbackReturn.FAILURE and "table.path" in empty._last_error
+
+
+def test_configure_refuses_a_table_of_another_encoder(ros, tmp_path):
+    """The real Pipeline's fingerprint check, reached through on_configure."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
+    import fakes as pfakes  # tests/pipeline/fakes.py
+
+    from geoloc_node.pipeline import Pipeline
+    from geoloc_node.table import open_table
+
+    world = pfakes.FakeWorld(seed=0)
+    world.write_table(tmp_path / "t.gltab", half_size_m=50.0)
+
+    def factory(core_cfg, node_cfg):
+        enc = pfakes.FakeOracleEncoder(world, aerial_fingerprint="another-aerial-encoder")
+        return Pipeline(core_cfg, enc, open_table(core_cfg.table.path))
+
+    node = make_node(ros, factory, **{"table.path": str(tmp_path / "t.gltab")})
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert "aerial encoder" in node._last_error and node._worker is None
