@@ -3,6 +3,10 @@ docker image): reads any rosbag2 (sqlite3 or MCAP) with ``rosbags`` and publishe
 its topic with rclpy, paced by the recorded time, together with ``/clock``.
 
     python -m geoloc_node.ros.bagplay BAG [--rate 2.0] [--topics /camera/image_raw /gps/fix ...] [--no-clock]
+                                          [--gps-outage 60:180 ...] [--gps-topic /gps/fix]
+
+``--gps-outage START:END`` (seconds from the bag's start, repeatable) drops the GPS messages in that span, as
+``geoloc replay --gps-outage`` does offline: the live node then sees a real outage.
 
 Used by the node's tests and benchmark. Message types are imported by name (``sensor_msgs/msg/Image`` ->
 ``sensor_msgs.msg.Image``): the bag's definitions must match the installed ones (true for the topics the node reads).
@@ -118,12 +122,28 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=float, default=1.0)
     ap.add_argument("--topics", nargs="*")
     ap.add_argument("--no-clock", action="store_true")
+    ap.add_argument("--gps-outage", action="append", default=[], metavar="START:END",
+                    help="drop GPS messages between these seconds from the start (repeatable)")
+    ap.add_argument("--gps-topic", default="/gps/fix")
     args, ros_args = ap.parse_known_args(argv)
+    outages = []
+    for text in args.gps_outage:
+        a, _, b = text.partition(":")
+        outages.append((float(a), float(b)))
     rclpy.init(args=ros_args)
     node = rclpy.create_node("geoloc_bagplay")
     try:
         player = BagPlayer(node, args.bag, topics=args.topics, rate=args.rate, clock=not args.no_clock)
-        n = player.play()
+        start = [None]
+
+        def drop_gps(topic, t_ns, raw):
+            start[0] = t_ns if start[0] is None else start[0]
+            rel = (t_ns - start[0]) * 1e-9
+            if topic == args.gps_topic and any(a <= rel < b for a, b in outages):
+                return None
+            return raw
+
+        n = player.play(transform=drop_gps if outages else None)
         print(f"published {n} messages", file=sys.stderr)
     except KeyboardInterrupt:
         pass
