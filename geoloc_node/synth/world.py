@@ -202,15 +202,22 @@ def make_world(config: WorldConfig | None = None) -> World:
 
 
 def world_from_osm(pbf_path, config: WorldConfig | None = None) -> World:
-    """A world laid out from an OpenStreetMap extract (see :mod:`.osm`); the origin must lie in the extract."""
-    from .osm import lay_out_osm
+    """A world laid out from an OpenStreetMap extract (see :mod:`.osm`).
 
-    config = config or WorldConfig()
+    Without a config the origin is the centre of the extract; with one, its origin must lie where the extract has
+    buildings (else :class:`WorldError` says where the extract is).
+    """
+    from .osm import centred_config, lay_out_osm
+
+    pbf_path = Path(pbf_path)
+    if not pbf_path.is_file():
+        raise WorldError(f"OSM file {pbf_path} does not exist")
+    config = config or centred_config(pbf_path, WorldConfig())
     config.validate()
     rng = np.random.default_rng(config.seed)
     canvas = Canvas(Grid(config.size_m, config.resolution_m))
-    road_graph, stats = lay_out_osm(canvas, rng, Path(pbf_path), config)
-    return finish_world(config, canvas, road_graph, rng, {"layout": "osm", "file": Path(pbf_path).name, **stats})
+    road_graph, stats = lay_out_osm(canvas, rng, pbf_path, config)
+    return finish_world(config, canvas, road_graph, rng, {"layout": "osm", "file": pbf_path.name, **stats})
 
 
 def heading_between(a, b) -> float:
