@@ -281,6 +281,7 @@ def record_drive(world, bag_dir, config: DriveConfig | None = None, progress=Non
     try:
         summary = _write_bag(world, tmp_parent / bag_dir.name, config, trajectory, style, gps, odom_noise_rng,
                              progress)
+        (tmp_parent / bag_dir.name).chmod(0o755)
         os.rename(tmp_parent / bag_dir.name, bag_dir)
     finally:
         shutil.rmtree(tmp_parent, ignore_errors=True)

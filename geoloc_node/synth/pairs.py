@@ -118,6 +118,7 @@ def export_pairs(world, root, config: PairsConfig | None = None, progress=None) 
     split = geographic_split(points, rng, config.val_fraction, config.min_val_distance_m)
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the set is an ordinary output folder
     try:
         counts = _write_pairs(world, tmp, config, points, split, rng, progress)
         os.rename(tmp, root)

@@ -114,13 +114,15 @@ class World:
                 "top_rgb": self.top_rgb[row, col]}
 
     # -- files ---------------------------------------------------------------------------------------------------------
-    def save(self, directory) -> Path:
-        """Write ``world.json`` + ``world.npz`` into a new directory (written beside it, then renamed into place)."""
+    def save(self, directory, geotiff: bool = False) -> Path:
+        """Write ``world.json`` + ``world.npz`` (+ ``aerial.tif`` if asked) into a new directory, written beside it
+        and renamed into place when complete."""
         directory = Path(directory)
         if directory.exists():
             raise WorldError(f"output {directory} already exists; choose a new path or remove it first")
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the world is an ordinary output folder
         try:
             meta = {"format": "geoloc_node.synth.world", "version": FORMAT_VERSION, "config": asdict(self.config),
                     "road_graph": self.road_graph.to_json(), "source": self.source,
@@ -128,6 +130,8 @@ class World:
             (tmp / "world.json").write_text(json.dumps(meta, indent=1))
             np.savez_compressed(tmp / "world.npz", height=self.height, material=self.material, top_rgb=self.top_rgb,
                                 facade_rgb=self.facade_rgb, aerial_rgb=self.aerial_rgb)
+            if geotiff:
+                self.write_geotiff(tmp / "aerial.tif")
             os.rename(tmp, directory)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -164,6 +168,7 @@ class World:
         rows, cols = self.aerial_rgb.shape[:2]
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tif", dir=path.parent)
         os.close(fd)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the GeoTIFF is an ordinary output file
         try:
             with rasterio.open(tmp, "w", driver="GTiff", width=cols, height=rows, count=3, dtype="uint8",
                                crs=CRS.from_proj4(self.crs_proj4), transform=transform, photometric="RGB",
