@@ -34,8 +34,8 @@ from .grid import Material
 
 CAMERA_HEIGHT_M = 2.0
 MAX_RANGE_M = 320.0  # farther than this the ray sees sky or the hazy horizon
-NEAR_STEP_M = 0.25  # ray-march step near the camera ...
-FAR_STEP_FRACTION = 0.02  # ... then 2% of the distance: ~2 m at 100 m, still finer than a building
+NEAR_STEP_M = 0.3  # ray-march step near the camera ...
+FAR_STEP_FRACTION = 0.025  # ... then 2.5% of the distance: 2.5 m at 100 m, finer than a building or a tree
 FLOOR_HEIGHT_M = 3.2  # window rows on facades
 WINDOW_SPACING_M = 3.0
 CAR_SEARCH_RADIUS_M = 70.0  # random parked cars are placed within this distance of the camera
@@ -118,13 +118,34 @@ def _sample_distances() -> np.ndarray:
     return np.asarray(d, np.float64)
 
 
+@dataclass(frozen=True)
+class _Rays:
+    """Per-pixel ray geometry of one camera, precomputed once, laid out column-major (pixel p = column * H + row)."""
+
+    rows: int
+    cols: int
+    azimuth_offset: np.ndarray  # (W,) degrees clockwise from the heading, one per column
+    tan_elev: np.ndarray  # (W * H,) tangent of each pixel's elevation
+    pixel_column: np.ndarray  # (W * H,) column of each pixel
+    queries: np.ndarray  # (W * H,) searchsorted keys: tan_elev shifted into its column's band (see _cast)
+
+
+_BAND = 4e3  # each column's running maxima live in [column * _BAND - 1e3, column * _BAND + 1e3]
+
+
+def _make_rays(azimuth_offset: np.ndarray, tan_elev_hw: np.ndarray) -> _Rays:
+    rows, cols = tan_elev_hw.shape
+    tan_cm = np.ascontiguousarray(tan_elev_hw.T).ravel()
+    pixel_column = np.repeat(np.arange(cols), rows)
+    return _Rays(rows, cols, azimuth_offset, tan_cm, pixel_column, np.clip(tan_cm, -1e3, 1e3) + pixel_column * _BAND)
+
+
 @lru_cache(maxsize=8)
-def _panorama_rays(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+def _panorama_rays(rows: int, cols: int) -> _Rays:
     azimuth_offset = np.arange(cols) * (360.0 / cols)
     v_max = 180.0 * rows / cols  # same angle per pixel as horizontally: 128x512 spans +-45 degrees
     elevation = v_max - (np.arange(rows) + 0.5) * (2 * v_max / rows)
-    tan_elev = np.repeat(np.tan(np.radians(elevation))[:, None], cols, axis=1)
-    return azimuth_offset, tan_elev
+    return _make_rays(azimuth_offset, np.repeat(np.tan(np.radians(elevation))[:, None], cols, axis=1))
 
 
 def pinhole_intrinsics(hfov_deg: float, size: tuple[int, int]) -> np.ndarray:
@@ -135,14 +156,12 @@ def pinhole_intrinsics(hfov_deg: float, size: tuple[int, int]) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _pinhole_rays(rows: int, cols: int, hfov_deg: float) -> tuple[np.ndarray, np.ndarray]:
+def _pinhole_rays(rows: int, cols: int, hfov_deg: float) -> _Rays:
     k = pinhole_intrinsics(hfov_deg, (rows, cols))
     x = (np.arange(cols) + 0.5 - k[0, 2]) / k[0, 0]  # right
     y = (k[1, 2] - np.arange(rows) - 0.5) / k[1, 1]  # up
     # A level camera: a pixel column is one azimuth; elevation falls off sideways as 1/sqrt(1 + x^2).
-    azimuth_offset = np.degrees(np.arctan(x))
-    tan_elev = y[:, None] / np.sqrt(1.0 + x[None, :] ** 2)
-    return azimuth_offset, tan_elev
+    return _make_rays(np.degrees(np.arctan(x)), y[:, None] / np.sqrt(1.0 + x[None, :] ** 2))
 
 
 # -- the renderer ------------------------------------------------------------------------------------------------------
@@ -153,9 +172,9 @@ def render_panorama(world, east: float, north: float, heading_deg: float, size=(
 
     ``randomize=True`` draws lighting, colour cast, noise and parked cars from ``rng`` (unless ``style`` is given).
     """
-    azimuth_offset, tan_elev = _panorama_rays(int(size[0]), int(size[1]))
+    rays = _panorama_rays(int(size[0]), int(size[1]))
     style = _resolve_style(world, east, north, rng, randomize, style)
-    return _cast(world, east, north, heading_deg + azimuth_offset, tan_elev, style, camera_height_m)
+    return _cast(world, east, north, heading_deg, rays, style, camera_height_m)
 
 
 def render_pinhole(world, east: float, north: float, heading_deg: float, hfov_deg: float = 90.0, size=(240, 320),
@@ -164,9 +183,9 @@ def render_pinhole(world, east: float, north: float, heading_deg: float, hfov_de
     """uint8 (H, W, 3) RGB image of a level pinhole camera looking at ``heading_deg`` (compass)."""
     if not (1.0 <= hfov_deg <= 170.0):
         raise ValueError(f"hfov_deg={hfov_deg} is out of range [1, 170]")
-    azimuth_offset, tan_elev = _pinhole_rays(int(size[0]), int(size[1]), float(hfov_deg))
+    rays = _pinhole_rays(int(size[0]), int(size[1]), float(hfov_deg))
     style = _resolve_style(world, east, north, rng, randomize, style)
-    return _cast(world, east, north, heading_deg + azimuth_offset, tan_elev, style, camera_height_m)
+    return _cast(world, east, north, heading_deg, rays, style, camera_height_m)
 
 
 def aerial_tile(world, east: float, north: float, size_m: float = 50.0, out_px: int = 256,
@@ -183,109 +202,121 @@ def _resolve_style(world, east, north, rng, randomize, style) -> RenderStyle:
     return RenderStyle()
 
 
-def _cast(world, east: float, north: float, azimuth_deg: np.ndarray, tan_elev: np.ndarray, style: RenderStyle,
+def _cast(world, east: float, north: float, heading_deg: float, rays: _Rays, style: RenderStyle,
           cam_h: float) -> np.ndarray:
     grid = world.grid
     n_rows, n_cols = grid.shape
     d = _sample_distances()
     n_samples = len(d)
+    azimuth_deg = heading_deg + rays.azimuth_offset
     az = np.radians(azimuth_deg)
     dir_e, dir_n = np.sin(az), np.cos(az)
-    # Sample points along every column's ray: (W, K).
+    # Sample points along every column's ray: (W, K), and the height field under them.
     pe = east + dir_e[:, None] * d[None, :]
     pn = north + dir_n[:, None] * d[None, :]
-    col = np.floor((pe + grid.half) / grid.resolution_m).astype(np.intp)
-    row = np.floor((grid.half - pn) / grid.resolution_m).astype(np.intp)
-    inside = (col >= 0) & (col < n_cols) & (row >= 0) & (row < n_rows)
+    col = ((pe + grid.half) * (1.0 / grid.resolution_m)).astype(np.intp)  # truncation: negatives are out anyway
+    row = ((grid.half - pn) * (1.0 / grid.resolution_m)).astype(np.intp)
+    inside = (col >= 0) & (col < n_cols) & (row >= 0) & (row < n_rows) & (pe > -grid.half) & (pn < grid.half)
     flat = np.where(inside, row * n_cols + col, 0)
-    height = np.where(inside, world.height.ravel()[flat], np.float32(0.0)).astype(np.float64)
+    height = world.height.ravel()[flat]
+    height[~inside] = 0.0
     car = _place_cars(style, east, north, az, d, pe, pn, height)
 
-    # First sample whose running maximum elevation reaches each pixel's ray elevation.
-    tan_top = np.clip((height - cam_h) / d[None, :], -1e3, 1e3)
-    running = np.maximum.accumulate(tan_top, axis=1)
-    offsets = np.arange(len(az), dtype=np.float64)[:, None] * 4e3
-    queries = np.clip(tan_elev.T, -1e3, 1e3) + offsets  # (W, H)
-    k = np.searchsorted((running + offsets).ravel(), queries.ravel(), side="left").reshape(queries.shape)
-    k -= np.arange(len(az))[:, None] * n_samples
-    k = k.T  # (H, W)
-    t = tan_elev
-    columns = np.broadcast_to(np.arange(len(az))[None, :], k.shape)
+    # Per column, the running maximum of the tangent at which each sample's top is seen; shifted into the column's
+    # own band so that one searchsorted over all columns finds, per pixel, the first sample reaching its ray.
+    tan_top = (height - np.float32(cam_h)) / d[None, :].astype(np.float32)
+    running = np.maximum.accumulate(np.clip(tan_top, -1e3, 1e3), axis=1).astype(np.float64)
+    running += (np.arange(rays.cols) * _BAND)[:, None]
+    k = np.searchsorted(running.ravel(), rays.queries) - rays.pixel_column * n_samples
     hit = k < n_samples
-    kk = np.minimum(k, n_samples - 1)
-    h_hit = height[columns, kk]
-    d_prev = np.where(kk > 0, d[np.maximum(kk - 1, 0)], 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d_top = np.where(t < 0, (cam_h - h_hit) / -t, np.inf)
-    top = hit & (t < 0) & (d_top >= d_prev)
+    sample = rays.pixel_column * n_samples + np.minimum(k, n_samples - 1)  # flat (W, K) index of the hit sample
+    t = rays.tan_elev
+    h_hit = height.ravel()[sample]
+    d_before = np.concatenate([[0.0], d[:-1]])[np.minimum(k, n_samples - 1)]
+    # A top hit: the ray comes down to the sample's top height after the previous sample (else it struck a wall).
+    top = hit & (t < 0) & (cam_h - h_hit >= -t * d_before)
     wall = hit & ~top
 
-    image = np.zeros(k.shape + (3,), np.float32)
-    distance = np.full(k.shape, np.inf)
+    image = np.empty((rays.cols * rays.rows, 3), np.float32)
+    horizon = np.asarray(style.sky_horizon_rgb, np.float32)
     light_top = style.ambient + style.direct * math.sin(math.radians(style.sun_elevation_deg))
 
     # Tops (ground, roofs, canopies seen from above): the exact intersection, coloured like the aerial image.
-    ti = np.nonzero(top)
-    dt = d_top[ti]
-    te = east + dir_e[ti[1]] * dt
-    tn = north + dir_n[ti[1]] * dt
-    trow, tcol, tin = grid.cell_index(te, tn)
-    colour = world.top_rgb[trow, tcol].astype(np.float32)
+    ti = np.flatnonzero(top)
+    tcol = rays.pixel_column[ti]
+    dt = (cam_h - h_hit[ti]) / -t[ti]
+    trow, tc, tin = grid.cell_index(east + dir_e[tcol] * dt, north + dir_n[tcol] * dt)
+    colour = world.top_rgb[trow, tc].astype(np.float32)
     colour[~tin] = MATERIAL_RGB[Material.GRASS]  # beyond the world's edge: a meadow
-    car_top = car[ti[1], kk[ti]]
+    car_top = car.ravel()[sample[ti]]
     if (car_top >= 0).any():
         colour[car_top >= 0] = style.car_rgb[car_top[car_top >= 0]]
-    image[ti] = colour * light_top
-    distance[ti] = dt
+    image[ti] = _hazy(colour * np.float32(light_top), dt, horizon, style.haze_m)
 
     # Walls: facade colour, lit by the sun according to the wall's normal, with windows on buildings.
-    wi = np.nonzero(wall)
-    ks = kk[wi]
-    cw = wi[1]
-    dw = d[ks]
+    wi = np.flatnonzero(wall)
+    ws = sample[wi]
+    cw = rays.pixel_column[wi]
+    dw = d[ws - cw * n_samples]
     z = cam_h + dw * t[wi]
-    ws_flat = flat[cw, ks]
-    w_inside = inside[cw, ks]
-    colour = world.facade_rgb.ravel().reshape(-1, 3)[ws_flat].astype(np.float32)
-    material = np.where(w_inside, world.material.ravel()[ws_flat], Material.GRASS)
+    ws_flat = flat.ravel()[ws]
+    colour = world.facade_rgb.reshape(-1, 3)[ws_flat].astype(np.float32)
+    material = np.where(inside.ravel()[ws], world.material.ravel()[ws_flat], Material.GRASS)
     normal_e, normal_n = _wall_normals(world.height, ws_flat, n_cols, -dir_e[cw], -dir_n[cw])
     sun_az, sun_el = math.radians(style.sun_azimuth_deg), math.radians(style.sun_elevation_deg)
     facing = np.maximum(0.0, normal_e * math.sin(sun_az) + normal_n * math.cos(sun_az)) * math.cos(sun_el)
     light = (style.ambient + style.direct * facing).astype(np.float32)
-    # Windows: a lattice along the wall (tangent coordinate) and up (floors), not on the ground floor's base.
-    wx = east + dir_e[cw] * dw
-    wy = north + dir_n[cw] * dw
-    along = wx * -normal_n + wy * normal_e
+    # Windows: a lattice along the wall (tangent coordinate) and up (floors), not at the foot or top of the wall.
+    along = (east + dir_e[cw] * dw) * -normal_n + (north + dir_n[cw] * dw) * normal_e
+    along_mod = np.mod(along, WINDOW_SPACING_M)
     floor_z = np.mod(z, FLOOR_HEIGHT_M)
-    is_window = ((material == Material.BUILDING) & (z > 1.0) & (z < height[cw, ks] - 0.8)
-                 & (floor_z > 1.0) & (floor_z < 2.4) & (np.mod(along, WINDOW_SPACING_M) > 0.7)
-                 & (np.mod(along, WINDOW_SPACING_M) < 2.3))
+    is_window = ((material == Material.BUILDING) & (z > 1.0) & (z < height.ravel()[ws] - 0.8)
+                 & (floor_z > 1.0) & (floor_z < 2.4) & (along_mod > 0.7) & (along_mod < 2.3))
     colour[is_window] = _WINDOW_RGB
-    car_wall = car[cw, ks]
+    car_wall = car.ravel()[ws]
     if (car_wall >= 0).any():
         sel = car_wall >= 0
         colour[sel] = style.car_rgb[car_wall[sel]]
         glass = sel & (z > 1.0) & (z < style.cars[np.maximum(car_wall, 0), 5] - 0.1)
         colour[glass] = _CAR_GLASS_RGB
-    image[wi] = colour * light[:, None]
-    distance[wi] = dw
+    image[wi] = _hazy(colour * light[:, None], dw, horizon, style.haze_m)
 
-    # Haze towards the horizon colour, then the sky where nothing was hit (below the horizon: far hazy ground).
-    horizon = np.asarray(style.sky_horizon_rgb, np.float32)
-    fade = (1.0 - np.exp(-distance / style.haze_m)).astype(np.float32)
-    image = image * (1.0 - fade[..., None]) + horizon * fade[..., None]
-    sky = ~hit
-    if sky.any():
-        image[sky] = _sky(style, t[sky], np.broadcast_to(azimuth_deg[None, :], k.shape)[sky])
+    # The sky where nothing was hit (below the horizon that is far, hazy ground: the horizon colour).
+    si = np.flatnonzero(~hit)
+    if len(si):
+        image[si] = _sky(style, t[si], azimuth_deg[rays.pixel_column[si]])
 
-    # Camera: colour cast, gamma, noise.
-    image *= np.asarray(style.gain_rgb, np.float32)
-    if style.gamma != 1.0:
-        image = 255.0 * (np.clip(image, 0, 255) / 255.0) ** np.float32(1.0 / style.gamma)
+    # Camera: sensor noise, then colour cast and gamma through one lookup table; back to row-major (H, W, 3).
+    image = image.reshape(rays.cols, rays.rows, 3)
     if style.noise_std > 0:
-        noise_rng = np.random.default_rng(style.cloud_seed + 1)
-        image += noise_rng.standard_normal(image.shape, dtype=np.float32) * np.float32(style.noise_std)
-    return np.clip(image, 0, 255).astype(np.uint8)
+        image += _noise_field(image.shape, style.cloud_seed) * np.float32(style.noise_std)
+    out = np.ascontiguousarray(np.clip(image, 0, 255).astype(np.uint8).transpose(1, 0, 2))
+    return cv2.LUT(out, _camera_lut(tuple(style.gain_rgb), style.gamma))
+
+
+def _hazy(colour: np.ndarray, distance: np.ndarray, horizon: np.ndarray, haze_m: float) -> np.ndarray:
+    """Fade colours towards the horizon colour with distance (aerial perspective)."""
+    fade = (1.0 - np.exp(-distance / haze_m)).astype(np.float32)[:, None]
+    return colour + (horizon - colour) * fade
+
+
+@lru_cache(maxsize=8)
+def _noise_field_base(shape: tuple[int, ...]) -> np.ndarray:
+    return np.random.default_rng(12345).standard_normal((shape[0] * 2, shape[1] * 2) + shape[2:], dtype=np.float32)
+
+
+def _noise_field(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """Unit Gaussian noise of ``shape``: a window of a fixed field at a seed-given offset (cheap, reproducible)."""
+    base = _noise_field_base(tuple(shape))
+    r, c = seed % shape[0], (seed // shape[0]) % shape[1]
+    return base[r:r + shape[0], c:c + shape[1]]
+
+
+@lru_cache(maxsize=64)
+def _camera_lut(gain_rgb: tuple[float, float, float], gamma: float) -> np.ndarray:
+    levels = np.arange(256, dtype=np.float64)[:, None] * np.asarray(gain_rgb, np.float64)[None, :]
+    lut = 255.0 * (np.clip(levels, 0, 255) / 255.0) ** (1.0 / gamma)
+    return np.clip(np.round(lut), 0, 255).astype(np.uint8).reshape(1, 256, 3)
 
 
 def _place_cars(style: RenderStyle, east, north, az, d, pe, pn, height) -> np.ndarray:
