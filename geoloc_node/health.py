@@ -125,12 +125,12 @@ class GpsHealthMonitor:
     def _judge(self, fix: GpsFix) -> tuple[str, str]:
         c = self.config
         cov = fix.covariance
-        if not (math.isfinite(fix.lat) and math.isfinite(fix.lon)) or abs(fix.lat) > 90 or abs(fix.lon) > 180:
-            self.counts["nan_fixes"] += 1
-            return LOST, "invalid fix (NaN or out-of-range latitude/longitude)"
         if fix.status < 0:
             self.counts["no_fix"] += 1
             return LOST, "receiver reports NO_FIX"
+        if not (math.isfinite(fix.lat) and math.isfinite(fix.lon)) or abs(fix.lat) > 90 or abs(fix.lon) > 180:
+            self.counts["nan_fixes"] += 1
+            return LOST, "invalid fix (NaN or out-of-range latitude/longitude)"
         e, n = self._en(fix.lat, fix.lon)
         odo = self._odom_at(fix.stamp)
         frozen = self._check_frozen(fix, odo)

@@ -224,6 +224,7 @@ class ReplayResult:
     gps: list = field(default_factory=list)  # (stamp, e, n, used: bool, dropped: bool)
     health: list = field(default_factory=list)  # (stamp, state, reason)
     outages: list = field(default_factory=list)  # injected (start, end) in message time
+    scripted_faults: list = field(default_factory=list)  # (kind, start, end) from a synthetic drive's sidecar
     status: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
     counts: dict = field(default_factory=dict)
@@ -243,7 +244,8 @@ def replay(bag, out_dir, config: GeolocConfig, encoder=None, table=None, outages
     out_dir = Path(out_dir)
     source = BagSource(bag, topics)  # 1. open, 2. topics
     t = source.topics
-    res = ReplayResult(bag=str(source.path), topics=t, warnings=list(source.warnings))
+    res = ReplayResult(bag=str(source.path), topics=t, warnings=list(source.warnings),
+                       scripted_faults=_scripted_faults(source.path))
     if t.gps is None and t.camera is None:
         inventory = ", ".join(f"{c.topic} ({c.msgtype}, {c.msgcount})" for c in source.reader.connections)
         res.warnings.append(f"no NavSatFix, Odometry or camera topic in this bag, nothing for the pipeline; "
@@ -395,6 +397,19 @@ def replay(bag, out_dir, config: GeolocConfig, encoder=None, table=None, outages
     if t.camera is None and t.gps is not None:
         res.warnings.append(f"health monitor only: {len(res.gps)} fixes judged; no position fallback without camera")
     return res
+
+
+def _scripted_faults(bag: Path) -> list:
+    """GPS faults scripted into a synthetic drive (its ``geoloc_drive.json`` sidecar), in message time."""
+    side = bag / "geoloc_drive.json"
+    if not side.exists():
+        return []
+    try:
+        d = json.loads(side.read_text())
+        t0 = float(d["start_time_s"])
+        return [(str(k), t0 + float(a), t0 + float(b)) for k, a, b in d.get("gps_faults", [])]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
 
 
 def _collect_odo(res: ReplayResult, outputs) -> None:

@@ -2,8 +2,9 @@
 
 Definitions (all in message time, metres in the table's local frame):
 
-* **evaluation spans**: the injected ``--gps-outage`` spans; without any, the spans where the health monitor was not
-  HEALTHY after it had first been HEALTHY (the fallback was active).
+* **evaluation spans**: the injected ``--gps-outage`` spans; else the outages scripted into a synthetic drive (its
+  ``geoloc_drive.json`` sidecar); else the spans where the health monitor was not HEALTHY after it had first been
+  HEALTHY (the fallback was active).
 * **error**: distance from an estimate to the ground truth interpolated at its stamp (a ground-truth topic, else the
   GPS fixes the monitor trusted plus the fixes dropped by ``--gps-outage``); no truth within 1 s: not scored.
 * **availability**: share of a 10 Hz grid over the spans where a trustworthy estimate at most 1 s old exists.
@@ -11,9 +12,11 @@ Definitions (all in message time, metres in the table's local frame):
 * **end of outage**: errors in the last 10 s of each span, for the filter and for odometry alone (the same filter fed
   GPS and odometry but no camera): ``p95_ratio`` = odometry alone / filter.
 * **single frame**: the paper's estimate (mean of the global top-5 tiles) for each processed frame.
-* **health confusion**: on a 10 Hz grid over the bag, "GPS bad" (inside an injected outage, inside a gap of over 1 s
-  between fixes, or the fix more than ``BAD_FIX_M`` from the ground truth) against "monitor not HEALTHY"; false LOST =
-  transitions to LOST while GPS was good (and had been for 2 s), per hour of good GPS; detection delay per bad episode.
+* **health confusion**: on a 10 Hz grid over the bag, "GPS bad" against "monitor not HEALTHY". GPS bad = inside an
+  injected outage or a scripted fault of a synthetic drive when the bag has them; otherwise inside a gap of over 1 s
+  between fixes, or the fix more than ``BAD_FIX_M`` from the ground truth. False LOST = transitions to LOST while GPS
+  was good (and had been for 2 s), per hour of good GPS; detection delay per bad episode (per scripted fault, with its
+  kind, when known).
 """
 
 from __future__ import annotations
@@ -91,7 +94,8 @@ def compute_metrics(res) -> dict:
     t0 = res.first_stamp or 0.0
     duration = (res.last_stamp - res.first_stamp) if res.first_stamp is not None else 0.0
     fb = fallback_spans(res)
-    spans = list(res.outages) or fb
+    scripted = getattr(res, "scripted_faults", [])
+    spans = list(res.outages) or [(a, b) for k, a, b in scripted if k == "outage"] or fb
     truth = _Truth(res.truth)
     m = {
         "bag": res.bag, "mode": res.mode, "interrupted": res.interrupted,
@@ -126,7 +130,7 @@ def compute_metrics(res) -> dict:
         "availability": _availability(res.estimates, spans),
         "time_to_first_visual_s": ttff, "end_of_outage": ends,
     }
-    m["health"] = _health_metrics(res, truth, spans)
+    m["health"] = _health_metrics(res, truth, list(res.outages), scripted)
     return m
 
 
@@ -143,12 +147,13 @@ def _availability(estimates, spans) -> float | None:
     return round(hits / total, 4) if total else None
 
 
-def _health_metrics(res, truth: _Truth, injected) -> dict:
+def _health_metrics(res, truth: _Truth, injected, scripted=()) -> dict:
     out = {"transitions": [{"t_s": round(s - (res.first_stamp or 0.0), 3), "state": st, "reason": r}
                            for s, st, r in res.health],
            "final": res.status.get("health", {})}
     if res.first_stamp is None or not res.gps:
         return out
+    t0 = res.first_stamp
     fixes = sorted((g for g in res.gps if not g[4]), key=lambda g: g[0])
     ft = [g[0] for g in fixes]
     hs = [(s, st) for s, st, _ in res.health]
@@ -156,53 +161,74 @@ def _health_metrics(res, truth: _Truth, injected) -> dict:
     if first_healthy is None:
         out["note"] = "GPS never became HEALTHY"
         return out
+    known = list(injected) + [(a, b) for _, a, b in scripted]
+    out["labels"] = "scripted faults and injected outages" if scripted else "gaps, injected outages, truth distance"
     grid = np.arange(first_healthy, res.last_stamp, 0.1)
     tp = fp = fn = tn = 0
-    bad_flags = []
+    bad_flags, flagged_at = [], []
     hi = 0
     state = "HEALTHY"
     for t in grid:
         while hi < len(hs) and hs[hi][0] <= t:
             state = hs[hi][1]
             hi += 1
-        i = bisect.bisect_right(ft, t)
-        nxt = ft[i] if i < len(ft) else math.inf
-        bad = _inside(t, injected) or i == 0 or nxt - ft[i - 1] > 1.0  # inside a gap of fixes longer than 1 s
-        if not bad and truth.t and res.topics.truth:
-            p = truth.at(ft[i - 1])
-            g = fixes[i - 1]
-            bad = p is not None and math.hypot(g[1] - p[0], g[2] - p[1]) > BAD_FIX_M
+        if scripted:
+            bad = _inside(t, known)
+        else:
+            i = bisect.bisect_right(ft, t)
+            nxt = ft[i] if i < len(ft) else math.inf
+            bad = _inside(t, known) or i == 0 or nxt - ft[i - 1] > 1.0  # inside a gap of fixes longer than 1 s
+            if not bad and truth.t and res.topics.truth:
+                p = truth.at(ft[i - 1])
+                g = fixes[i - 1]
+                bad = p is not None and math.hypot(g[1] - p[0], g[2] - p[1]) > BAD_FIX_M
         flagged = state != "HEALTHY"
         bad_flags.append(bad)
+        flagged_at.append(flagged)
         tp += bad and flagged
         fp += (not bad) and flagged
         fn += bad and not flagged
         tn += (not bad) and not flagged
     out["confusion_s"] = {"bad_flagged": round(tp * 0.1, 1), "good_flagged": round(fp * 0.1, 1),
                           "bad_missed": round(fn * 0.1, 1), "good_ok": round(tn * 0.1, 1)}
-    # false LOST: LOST transitions while GPS was good for the previous 2 s
+    # false LOST: transitions to LOST while GPS was good for the previous 2 s
     false_lost = 0
     for s, st in hs:
         if st != "LOST" or s < first_healthy + 1e-9:
             continue
         k = int((s - first_healthy) / 0.1)
-        window = bad_flags[max(0, k - 20): k + 1]
+        window = bad_flags[max(0, k - 20): k + 2]  # +2: the grid point at or just after the transition
         if window and not any(window):
             false_lost += 1
-    good_h = tn * 0.1 / 3600.0 + fp * 0.1 / 3600.0
+    good_h = (tn + fp) * 0.1 / 3600.0
     out["false_lost"] = false_lost
     out["false_lost_per_hour"] = round(false_lost / good_h, 2) if good_h > 0 else None
-    # detection delay per bad episode
-    delays, k = [], 0
-    while k < len(bad_flags):
-        if bad_flags[k]:
-            start = grid[k]
-            det = next((s for s, st in hs if st != "HEALTHY" and s >= start - 1.0), None)
-            delays.append(None if det is None else round(max(det - start, 0.0), 2))
-            while k < len(bad_flags) and bad_flags[k]:
-                k += 1
-        k += 1
-    out["detection_delay_s"] = delays
+    out["good_gps_hours"] = round(good_h, 4)
+
+    def delay(start):
+        """Seconds from ``start`` to the monitor leaving HEALTHY (0 if it already had), None if it never did."""
+        st_at = "HEALTHY"
+        for s, st in hs:
+            if s <= start:
+                st_at = st
+        if st_at != "HEALTHY":
+            return 0.0
+        det = next((s for s, st in hs if st != "HEALTHY" and s > start), None)
+        return None if det is None else round(det - start, 2)
+
+    if scripted or injected:
+        out["detection_delay_s"] = [{"kind": k, "start_s": round(a - t0, 2), "delay_s": delay(a)}
+                                    for k, a, b in list(scripted) + [("injected outage", a, b) for a, b in injected]
+                                    if a >= first_healthy]
+    else:
+        delays, k = [], 0
+        while k < len(bad_flags):
+            if bad_flags[k]:
+                delays.append({"kind": "bad GPS", "start_s": round(grid[k] - t0, 2), "delay_s": delay(grid[k])})
+                while k < len(bad_flags) and bad_flags[k]:
+                    k += 1
+            k += 1
+        out["detection_delay_s"] = delays
     return out
 
 

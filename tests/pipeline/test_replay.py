@@ -43,7 +43,7 @@ def test_replay_full_chain_with_report(world, table, drive_bag, tmp_path):
     io = m["inside_outage"]
     assert io["filter"]["median_m"] < 5.0 and io["availability"] > 0.95
     assert io["single_frame"]["n"] > 50 and io["odometry_only"]["n"] > 50
-    assert m["health"]["false_lost"] == 0 and m["health"]["detection_delay_s"][0] <= 1.0
+    assert m["health"]["false_lost"] == 0 and m["health"]["detection_delay_s"][0]["delay_s"] <= 1.0
     paths = write_report(res, m, tmp_path / "out", table=table)
     assert json.loads(paths["json"].read_text())["inside_outage"]["filter"]["n"] > 0 and paths["png"].stat().st_size
     counts, total = read_counts(tmp_path / "out" / "bag")
