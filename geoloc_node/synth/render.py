@@ -245,9 +245,7 @@ def _cast(world, east: float, north: float, heading_deg: float, rays: _Rays, sty
     ti = np.flatnonzero(top)
     tcol = rays.pixel_column[ti]
     dt = (cam_h - h_hit[ti]) / -t[ti]
-    trow, tc, tin = grid.cell_index(east + dir_e[tcol] * dt, north + dir_n[tcol] * dt)
-    colour = world.top_rgb[trow, tc].astype(np.float32)
-    colour[~tin] = MATERIAL_RGB[Material.GRASS]  # beyond the world's edge: a meadow
+    colour = _bilinear_top(world, east + dir_e[tcol] * dt, north + dir_n[tcol] * dt)
     car_top = car.ravel()[sample[ti]]
     if (car_top >= 0).any():
         colour[car_top >= 0] = style.car_rgb[car_top[car_top >= 0]]
@@ -292,6 +290,26 @@ def _cast(world, east: float, north: float, heading_deg: float, rays: _Rays, sty
         image += _noise_field(image.shape, style.cloud_seed) * np.float32(style.noise_std)
     out = np.ascontiguousarray(np.clip(image, 0, 255).astype(np.uint8).transpose(1, 0, 2))
     return cv2.LUT(out, _camera_lut(tuple(style.gain_rgb), style.gamma))
+
+
+def _bilinear_top(world, east: np.ndarray, north: np.ndarray) -> np.ndarray:
+    """Top colour at points, bilinear between cell centres (near the camera a cell spans many pixels)."""
+    grid = world.grid
+    n_rows, n_cols = grid.shape
+    x = (east + grid.half) / grid.resolution_m - 0.5
+    y = (grid.half - north) / grid.resolution_m - 0.5
+    x0 = np.floor(x)
+    y0 = np.floor(y)
+    fx = (x - x0).astype(np.float32)[:, None]
+    fy = (y - y0).astype(np.float32)[:, None]
+    inside = (x0 >= 0) & (x0 < n_cols - 1) & (y0 >= 0) & (y0 < n_rows - 1)
+    base = np.where(inside, y0 * n_cols + x0, 0).astype(np.intp)
+    top = world.top_rgb.reshape(-1, 3)
+    c00, c01 = top[base].astype(np.float32), top[base + 1].astype(np.float32)
+    c10, c11 = top[base + n_cols].astype(np.float32), top[base + n_cols + 1].astype(np.float32)
+    colour = (c00 + (c01 - c00) * fx) * (1 - fy) + (c10 + (c11 - c10) * fx) * fy
+    colour[~inside] = MATERIAL_RGB[Material.GRASS]  # beyond the world's edge: a meadow
+    return colour
 
 
 def _hazy(colour: np.ndarray, distance: np.ndarray, horizon: np.ndarray, haze_m: float) -> np.ndarray:
