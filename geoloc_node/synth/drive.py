@@ -46,7 +46,7 @@ import numpy as np
 
 from ..errors import GeolocError
 from .render import RenderStyle, pinhole_intrinsics, random_style, render_panorama, render_pinhole
-from .route import Trajectory, drive_trajectory
+from .route import RouteError, Trajectory, drive_trajectory
 
 FAULT_KINDS = ("outage", "no_fix", "cov_blowup", "frozen", "jump")
 SIDECAR = "geoloc_drive.json"
@@ -267,8 +267,11 @@ def record_drive(world, bag_dir, config: DriveConfig | None = None, progress=Non
     if bag_dir.exists():
         raise DriveError(f"output {bag_dir} already exists; choose a new path or remove it first")
     rng = np.random.default_rng(config.seed)
-    trajectory = drive_trajectory(world.road_graph, rng, config.duration_s,
-                                  (config.speed_min_mps, config.speed_max_mps), config.stop_probability)
+    try:
+        trajectory = drive_trajectory(world.road_graph, rng, config.duration_s,
+                                      (config.speed_min_mps, config.speed_max_mps), config.stop_probability)
+    except RouteError as exc:
+        raise DriveError(f"no route can be found: {exc}") from exc
     style = RenderStyle()
     if config.randomize:
         style = random_style(rng, None)

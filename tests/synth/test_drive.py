@@ -151,3 +151,15 @@ def test_bad_drive_input_is_refused_and_leaves_nothing(small_world, tmp_path):
     with pytest.raises(DriveError, match="already exists"):
         record_drive(small_world, tmp_path / "c", DriveConfig(duration_s=1.0))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+
+
+def test_a_world_without_roads_has_no_route(small_world, tmp_path):
+    import dataclasses
+
+    from geoloc_node.synth.grid import RoadGraph
+
+    roadless = dataclasses.replace(small_world, road_graph=RoadGraph(np.zeros((0, 2)), np.zeros((0, 2), np.int64),
+                                                                     np.zeros(0)))
+    with pytest.raises(DriveError, match="no roads"):
+        record_drive(roadless, tmp_path / "bag", DriveConfig(duration_s=2.0))
+    assert list(tmp_path.iterdir()) == []
