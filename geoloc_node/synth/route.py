@@ -102,30 +102,53 @@ def _largest_component(adjacency: list[list[int]]) -> set[int]:
     return best
 
 
-def round_corners(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Resample a polyline every ``ARC_STEP_M`` with each corner replaced by a quadratic Bezier arc.
+TURN_BACK_RAD = math.radians(150.0)  # a junction where the route turns by more than this is a turn-back
 
-    Returns the points and, for every junction of the input (except the ends), the index of the resampled point
-    nearest to it (where a stop would happen).
+
+def turn_backs(points: np.ndarray) -> np.ndarray:
+    """For each interior vertex of a polyline, whether the route turns back there (a dead end)."""
+    return np.array([abs(_turn_angle(points[i] - points[i - 1], points[i + 1] - points[i])) > TURN_BACK_RAD
+                     for i in range(1, len(points) - 1)], bool)
+
+
+def round_corners(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Resample a polyline about every ``ARC_STEP_M`` with each corner replaced by a quadratic Bezier arc.
+
+    A turn-back vertex is kept sharp and is itself a sample (the vehicle stops and turns there). Returns the points,
+    their arc length, and for every interior vertex the index of the sample at (or nearest to) it.
     """
+    back = turn_backs(points)
     pieces = [points[:1]]
+    marks = []  # per interior vertex: index, in the concatenated pieces, of the point that stands for it
+    size = 1
     for i in range(1, len(points) - 1):
         prev, here, nxt = points[i - 1], points[i], points[i + 1]
-        len_in, len_out = np.linalg.norm(here - prev), np.linalg.norm(nxt - here)
-        r = min(CORNER_RADIUS_M, 0.45 * len_in, 0.45 * len_out)
-        a = here + (prev - here) / max(len_in, 1e-9) * r
-        b = here + (nxt - here) / max(len_out, 1e-9) * r
-        u = np.linspace(0, 1, 12)[:, None]
-        pieces.append((1 - u) ** 2 * a + 2 * u * (1 - u) * here + u ** 2 * b)
+        if back[i - 1]:
+            piece = here[None]
+            marks.append(size)
+        else:
+            len_in, len_out = np.linalg.norm(here - prev), np.linalg.norm(nxt - here)
+            r = min(CORNER_RADIUS_M, 0.45 * len_in, 0.45 * len_out)
+            a = here + (prev - here) / max(len_in, 1e-9) * r
+            b = here + (nxt - here) / max(len_out, 1e-9) * r
+            u = np.linspace(0, 1, 13)[:, None]
+            piece = (1 - u) ** 2 * a + 2 * u * (1 - u) * here + u ** 2 * b
+            marks.append(size + 6)  # the apex of the bend (u = 0.5)
+        pieces.append(piece)
+        size += len(piece)
     pieces.append(points[-1:])
     path = np.concatenate(pieces)
-    step = np.linalg.norm(np.diff(path, axis=0), axis=1)
-    path = path[np.concatenate([[True], step > 1e-6])]
+    keep = np.concatenate([[True], np.linalg.norm(np.diff(path, axis=0), axis=1) > 1e-6])
+    new_index = np.cumsum(keep) - 1  # a dropped duplicate stands where the point it repeats stands
+    path = path[keep]
     s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))])
-    s_new = np.arange(0.0, s[-1], ARC_STEP_M)
+    s_marks = s[new_index[np.asarray(marks, np.int64)]] if marks else np.zeros(0)
+    # Turn-back vertices are samples themselves; other junctions take the nearest sample.
+    s_new = np.union1d(np.arange(0.0, s[-1], ARC_STEP_M), s_marks[back])
     dense = np.stack([np.interp(s_new, s, path[:, 0]), np.interp(s_new, s, path[:, 1])], axis=1)
-    junctions = [int(np.argmin(np.linalg.norm(dense - p, axis=1))) for p in points[1:-1]]
-    return dense, np.asarray(junctions, np.int64)
+    nearest = np.clip(np.searchsorted(s_new, s_marks), 1, len(s_new) - 1)
+    nearest -= (s_marks - s_new[nearest - 1]) < (s_new[nearest] - s_marks)
+    return dense, s_new, nearest.astype(np.int64)
 
 
 def drive_trajectory(graph: RoadGraph, rng: np.random.Generator, duration_s: float, speed_range=(3.0, 15.0),
@@ -135,41 +158,51 @@ def drive_trajectory(graph: RoadGraph, rng: np.random.Generator, duration_s: flo
     if not (0.0 < v_min <= v_max):
         raise RouteError(f"speed range {speed_range} is not 0 < min <= max")
     nodes, walk = plan_route(graph, rng, length_m=duration_s * v_max * 1.1 + 100.0)
-    path, junctions = round_corners(nodes)
+    path, arc, junctions = round_corners(nodes)
     if len(path) < 4:
         raise RouteError("the route is too short to drive")
-    heading = np.unwrap(np.arctan2(np.gradient(path[:, 1]), np.gradient(path[:, 0])))
-    curvature = np.abs(np.gradient(heading)) / ARC_STEP_M
+    ds = np.maximum(np.diff(arc), 1e-6)
+    # Heading of the step leaving each point (the last point keeps the one before): exact on both sides of a turn-back.
+    step_heading = np.arctan2(np.diff(path[:, 1]), np.diff(path[:, 0]))
+    heading = np.unwrap(np.concatenate([step_heading, step_heading[-1:]]))
+    curvature = np.abs(np.concatenate([[0.0], np.diff(heading[:-1]) / ds[:-1], [0.0]]))
     # Cruise speed per leg, capped in curves, never below v_min while rolling.
     leg = np.searchsorted(junctions, np.arange(len(path)), side="right")
     cruise = rng.uniform(max(v_min, 0.5 * (v_min + v_max)), v_max, size=len(junctions) + 1)[leg]
-    with np.errstate(divide="ignore"):
-        speed = np.minimum(cruise, np.maximum(v_min, np.sqrt(LATERAL_ACCEL / np.maximum(curvature, 1e-9))))
-    stops = junctions[rng.random(len(junctions)) < stop_probability]
+    speed = np.minimum(cruise, np.maximum(v_min, np.sqrt(LATERAL_ACCEL / np.maximum(curvature, 1e-9))))
+    # Stops: at some junctions, and always where the route turns back (a dead end): there the vehicle stops and
+    # turns on the spot during the dwell (a three-point turn, compressed).
+    turn_back = turn_backs(nodes)
+    stop_here = (rng.random(len(junctions)) < stop_probability) | turn_back
+    stops = junctions[stop_here]
     speed[stops] = 0.0
     speed[0] = 0.0  # start from rest
     # Bounded acceleration forwards and deceleration backwards: v^2 changes by at most 2 a ds per step.
     for i in range(1, len(speed)):
-        speed[i] = min(speed[i], math.sqrt(speed[i - 1] ** 2 + 2 * ACCEL * ARC_STEP_M))
+        speed[i] = min(speed[i], math.sqrt(speed[i - 1] ** 2 + 2 * ACCEL * ds[i - 1]))
     for i in range(len(speed) - 2, -1, -1):
-        speed[i] = min(speed[i], math.sqrt(speed[i + 1] ** 2 + 2 * DECEL * ARC_STEP_M))
+        speed[i] = min(speed[i], math.sqrt(speed[i + 1] ** 2 + 2 * DECEL * ds[i]))
     # Time at each path point: ds over mean speed, plus a dwell at each stop (a repeated point).
     mean_v = np.maximum(0.5 * (speed[1:] + speed[:-1]), 1e-3)
-    t = np.concatenate([[0.0], np.cumsum(ARC_STEP_M / mean_v)])
+    t = np.concatenate([[0.0], np.cumsum(ds / mean_v)])
     dwell = np.zeros(len(path))
     dwell[stops] = rng.uniform(*dwell_range_s, size=len(stops))
+    # Heading at each point: between the arriving and the leaving step's (so that it turns smoothly through bends);
+    # at a stop it turns from one to the other during the dwell (on the spot where the route turns back).
+    arriving = np.concatenate([heading[:1], heading[:-1]])
+    middle = 0.5 * (arriving + heading)
+    yaw_arrive = np.where(dwell > 0, arriving, middle)
+    yaw_leave = np.where(dwell > 0, heading, middle)
     t_arrive = t + np.concatenate([[0.0], np.cumsum(dwell)[:-1]])
     t_leave = t_arrive + dwell
     order_t = np.stack([t_arrive, t_leave], axis=1).ravel()
-    index = np.repeat(np.arange(len(path)), 2)
     if order_t[-1] < duration_s:
         raise RouteError(f"the route lasts {order_t[-1]:.0f} s, less than the {duration_s:.0f} s asked")
     times = np.arange(0.0, duration_s + dt / 2, dt)
-    s_index = np.interp(times, order_t, index.astype(np.float64))
-    moving_speed = np.interp(times, order_t, speed[index])
-    # While dwelling the speed is zero (both copies of the point carry v = 0 at a stop).
-    ip = np.arange(len(path), dtype=np.float64)
-    east = np.interp(s_index, ip, path[:, 0])
-    north = np.interp(s_index, ip, path[:, 1])
-    yaw = np.interp(s_index, ip, heading)
+    s_driven = np.interp(times, order_t, np.repeat(arc, 2))
+    # The speed reported is the derivative of the position actually driven (odometry integrates it).
+    moving_speed = np.gradient(s_driven, dt)
+    east = np.interp(s_driven, arc, path[:, 0])
+    north = np.interp(s_driven, arc, path[:, 1])
+    yaw = np.interp(times, order_t, np.stack([yaw_arrive, yaw_leave], axis=1).ravel())
     return Trajectory(t=times, east=east, north=north, yaw=yaw, speed=moving_speed, route=nodes)
