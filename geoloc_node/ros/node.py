@@ -155,6 +155,7 @@ class GeolocNode(LifecycleNode):
         self._last_altitude = math.nan
         self._active: bool | None = None
         self._camera_info: tuple[int, int] | None = None
+        self._odom_frame: str | None = None
         self._local_frame = None
         self._tile_size_m = 10.0
 
@@ -302,6 +303,7 @@ class GeolocNode(LifecycleNode):
             self._est_trail.clear()
             self._last_stamp.clear()
             self._active = None
+            self._odom_frame = None
 
     def shutdown(self) -> None:
         """Leave cleanly from any state (used by ``main`` on Ctrl-C)."""
@@ -403,10 +405,12 @@ class GeolocNode(LifecycleNode):
         except Exception as e:  # noqa: BLE001
             self._problems.report("odom_bad", f"odometry skipped: {e}")
             return
-        expected = self.cfg.odom_frame_id
-        if expected and odo.frame_id != expected:
+        expected = self.cfg.odom_frame_id or self._odom_frame
+        if expected is None:
+            self._odom_frame = expected = odo.frame_id  # '': the first message's frame is the expected one
+        if odo.frame_id != expected:
             self._problems.report("odom_frame", f"odometry in frame {odo.frame_id!r}, expected {expected!r} "
-                                  "(parameter odom_frame_id): skipped")
+                                  "(parameter odom_frame_id, or the first message's frame): skipped")
             return
         self._check_time("odom", odo.stamp)
         self._feed(pipeline.on_odometry, odo, "odom")

@@ -49,8 +49,8 @@ class NodeConfig:
                         when="read_only")
     odom_topic: str = _p("/odom", "nav_msgs/Odometry (wheel or visual-inertial) that the tracking filter predicts with",
                          when="read_only")
-    odom_frame_id: str = _p("", "expected header.frame_id of the odometry ('' accepts any); messages in another frame "
-                            "are dropped and counted")
+    odom_frame_id: str = _p("", "expected header.frame_id of the odometry ('': the frame of the first message); "
+                            "messages in another frame (a second source on the topic) are dropped and counted")
     # --- outputs
     map_frame_id: str = _p("map", "frame of ~/pose and ~/markers: the ENU tangent plane at the region table's origin "
                            "(x east, y north, metres)")

@@ -128,6 +128,11 @@ def test_bad_input_is_counted_and_survived(ros):
     assert ros.wait_for(lambda: ccam.get_subscription_count() >= 1)
     ccam.publish(compressed(1.0, b"\xff\xd8\xff\xe0 not really a jpeg"))
     assert ros.wait_for(lambda: node2._problems.counts["image_bad"] >= 1)
+    # odom_frame_id '' locks onto the first message's frame: a second source in another frame is counted
+    for frame_id, t in (("odom", 2.0), ("wheel_odom", 2.1)):
+        odo.publish(odom(t, frame_id=frame_id))
+    assert ros.wait_for(lambda: node2._problems.counts["odom_frame"] >= 1)
+    assert node2._odom_frame == "odom"
 
     # still alive: good frames still go through, and /diagnostics reports the counts
     before = len(pipeline.frames)
