@@ -31,8 +31,11 @@ class InferenceWorker:
         self.pipeline = None
         self.busy = False
 
-    def start(self, timeout_s: float = 300.0) -> object:
-        """Start the thread and wait until the pipeline is built; raise :class:`WorkerStartError` if it failed."""
+    def start(self, timeout_s: float = 1200.0) -> object:
+        """Start the thread and wait until the pipeline is built; raise :class:`WorkerStartError` if it failed.
+
+        Generous by default: the first configure on a Jetson may build the TensorRT engine (minutes; cached after).
+        """
         self._thread.start()
         if not self._ready.wait(timeout_s):
             self._stop.set()
