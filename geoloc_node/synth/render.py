@@ -39,7 +39,8 @@ FAR_STEP_FRACTION = 0.025  # ... then 2.5% of the distance: 2.5 m at 100 m, fine
 FLOOR_HEIGHT_M = 3.2  # window rows on facades
 WINDOW_SPACING_M = 3.0
 CAR_SEARCH_RADIUS_M = 70.0  # random parked cars are placed within this distance of the camera
-CAR_VISIBLE_M = 150.0  # cars farther than this are a pixel or two: not drawn
+CAR_VISIBLE_M = 100.0  # cars farther than this are a pixel or two: not drawn
+BILINEAR_WITHIN_M = 12.0  # ground closer than this is interpolated between cells
 
 _WINDOW_RGB = np.array([52, 62, 78], np.float32)
 _CAR_GLASS_RGB = np.array([38, 44, 52], np.float32)
@@ -245,7 +246,15 @@ def _cast(world, east: float, north: float, heading_deg: float, rays: _Rays, sty
     ti = np.flatnonzero(top)
     tcol = rays.pixel_column[ti]
     dt = (cam_h - h_hit[ti]) / -t[ti]
-    colour = _bilinear_top(world, east + dir_e[tcol] * dt, north + dir_n[tcol] * dt)
+    te, tn = east + dir_e[tcol] * dt, north + dir_n[tcol] * dt
+    # Near the camera one cell spans several pixels: interpolate there; farther, the nearest cell is as good.
+    near = dt < BILINEAR_WITHIN_M
+    colour = np.empty((len(ti), 3), np.float32)
+    colour[near] = _bilinear_top(world, te[near], tn[near])
+    trow, tc, tin = grid.cell_index(te[~near], tn[~near])
+    far_colour = world.top_rgb[trow, tc].astype(np.float32)
+    far_colour[~tin] = MATERIAL_RGB[Material.GRASS]  # beyond the world's edge: a meadow
+    colour[~near] = far_colour
     car_top = car.ravel()[sample[ti]]
     if (car_top >= 0).any():
         colour[car_top >= 0] = style.car_rgb[car_top[car_top >= 0]]

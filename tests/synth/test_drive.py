@@ -104,6 +104,7 @@ def test_ground_truth_agrees_with_the_rendered_images(drive_bag, small_world):
 
 
 def test_bag_opens_with_mcap_ros2_and_carries_the_origin(drive_bag, small_world):
+    pytest.importorskip("mcap_ros2", reason="mcap-ros2-support is a dev extra (pip install mcap-ros2-support)")
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory
 
