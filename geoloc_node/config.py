@@ -77,7 +77,7 @@ class TrackingConfig:
     #: Position random walk (m per sqrt(s)) used instead when there is no odometry at all.
     no_odometry_random_walk: float = 3.0
     #: Hamming temperature as a fraction of the code length: tile likelihood = exp(-(d - d_min) / (fraction * bits)).
-    hamming_temperature: float = 0.02
+    hamming_temperature: float = 0.03
     #: Spatial kernel of a tile's likelihood, as a fraction of the table stride (a tile covers its neighbourhood).
     tile_kernel_stride: float = 0.6
     #: Probability that a visual measurement is an outlier (a floor on every particle's likelihood).
@@ -100,7 +100,9 @@ class TrackingConfig:
     divergence_margin: float = 0.03
     #: ... and lies farther than this (m) from the filter ...
     divergence_distance_m: float = 60.0
-    #: ... on this many consecutive checks: the filter re-initialises from the global top-k.
+    #: ... with the global top-k forming one cluster that holds at least this share of their weight ...
+    divergence_inlier_weight: float = 0.7
+    #: ... on this many consecutive checks (the cluster moving as the filter moves): the filter restarts there.
     divergence_checks: int = 3
     #: Standard deviation (m) of the cloud above which the estimate is not trustworthy.
     trust_max_std_m: float = 30.0
@@ -115,7 +117,7 @@ class PipelineConfig:
     """The pipeline around the steps: frame rate, outputs, time handling."""
 
     #: Maximum rate (Hz of message time) at which camera frames are encoded; frames in between are skipped.
-    max_frame_rate_hz: float = 4.0
+    max_frame_rate_hz: float = 2.0
     #: Run visual updates also while GPS is HEALTHY (costs CPU; useful to evaluate retrieval).
     visual_when_healthy: bool = False
     #: Panorama models want north-aligned panoramas: a frame is rolled by the filter's heading when its standard

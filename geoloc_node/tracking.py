@@ -59,6 +59,7 @@ class ParticleFilter:
         self._last_odom: Odometry | None = None
         self._odom_stamp: float | None = None
         self._div_count = 0
+        self._div_prev = None
         self.reinits = 0
         self.last_init = "none"
 
@@ -221,15 +222,7 @@ class ParticleFilter:
         tau = max(c.hamming_temperature * self.bits, 1e-6)
         S = np.exp(-(D - dmin) / tau)
         en = np.asarray(self.table.en[idx], dtype=np.float64)
-        sig = c.tile_kernel_stride * self.stride
-        lik = np.zeros(self.p.shape[0])
-        for j, key in enumerate(used):
-            sel = np.nonzero(keys == key)[0]
-            d2 = ((self.p[sel, None, :2] - en[None, :, :]) ** 2).sum(axis=2)
-            k = np.exp(-0.5 * d2 / (sig * sig))
-            ks = k.sum(axis=1)
-            # Nadaraya-Watson interpolation of the tile scores at the particle; no tile nearby: score 0
-            lik[sel] = np.where(ks > 1e-3, (k @ S[j]) / np.maximum(ks, 1e-12), 0.0)
+        lik = self._interpolate(en, S, np.searchsorted(used, keys))
         a = c.visual_outlier_prob
         self._reweight(a + (1.0 - a) * lik)
         # report: best tiles for the mean heading
@@ -240,20 +233,45 @@ class ParticleFilter:
         return VisualUpdate(True, "ok", topk, int(dmin), int(idx.size))
 
     def check_divergence(self, codes: np.ndarray, local_best: int | None, stamp: float, headings_deg=None) -> bool:
-        """Compare the filter with a global top-k search; re-initialise after ``divergence_checks`` bad checks."""
+        """Compare the filter with a global top-k search; re-initialise on a credible, persistent disagreement.
+
+        A check counts against the filter when the global top-k form one tight cluster (the robust single-frame
+        estimate of :func:`geoloc_node.estimate.estimate_location` keeps at least ``divergence_inlier_weight`` of the
+        weight), whose best tile beats the best tile near the filter by ``divergence_margin`` x bits, farther than
+        ``divergence_distance_m`` from the filter, and (from the second check on) where the previous check's cluster
+        has moved to, as the filter moved. ``divergence_checks`` such checks in a row: the filter restarts around the
+        cluster. A weak model's scattered global matches never add up to that, so they cannot kidnap the filter.
+        """
+        from .estimate import estimate_location
+
         c = self.config
         codes, headings = _as_hypotheses(codes, headings_deg)
         mean, _ = self._mean_cov()
         B = self.table.heading_bins
         key = int(self._keys_of(np.array([self.yaw_mean()]), headings)[0])
-        g = self.search.topk(codes[key // B], 1, key % B)
-        gd, ge = int(g.distances[0]), g.en[0]
-        far = math.hypot(ge[0] - mean[0], ge[1] - mean[1]) > c.divergence_distance_m
+        g = self.search.topk(codes[key // B], min(c.global_topk, self.table.n_tiles), key % B)
+        est = estimate_location(g, self.stride)
+        gd = int(g.distances[0])
+        cand = np.array([est.east, est.north])
+        far = float(np.hypot(*(cand - mean))) > c.divergence_distance_m
         worse = local_best is None or local_best - gd >= c.divergence_margin * self.bits
-        self._div_count = self._div_count + 1 if (far and worse) else 0
+        credible = est.inlier_weight >= c.divergence_inlier_weight and est.n_inliers >= 3
+        bad = far and worse and credible
+        prev = self._div_prev
+        if bad and prev is not None and self._div_count > 0:
+            moved_cand, moved_filter = cand - prev[0], mean - prev[1]
+            if float(np.hypot(*(moved_cand - moved_filter))) > max(3.0 * self.stride, 30.0):
+                self._div_count = 0  # the candidate jumped around: not one place seen repeatedly
+        self._div_count = self._div_count + 1 if bad else 0
+        self._div_prev = (cand, mean.copy()) if bad else None
         if self._div_count >= c.divergence_checks:
-            return self.init_global(codes, stamp, reason="re-initialised: diverged from the global best matches",
-                                    headings_deg=headings_deg)
+            _, _, yaw, yaw_var = self.estimate()
+            self.init_gaussian(est.east, est.north, est.cov * 4.0, stamp, yaw=yaw,
+                               yaw_std=min(math.sqrt(yaw_var), math.pi),
+                               reason="re-initialised: diverged from a persistent global match")
+            self.reinits += 1
+            self._div_prev = None
+            return True
         return False
 
     # -- outputs ---------------------------------------------------------------------------------------------
@@ -277,6 +295,52 @@ class ParticleFilter:
         d = self.p[:, :2] - mean
         cov = (d * self.w[:, None]).T @ d + np.eye(2) * 1e-6
         return mean, cov
+
+    def _interpolate(self, en: np.ndarray, S: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Kernel-weighted (Nadaraya-Watson) average of tile scores ``S[row]`` at each particle; 0 with no tile near.
+
+        Tiles on the table's regular lattice (the usual case) are put on a grid and each particle reads its 4x4
+        neighbourhood: O(particles). Irregular tiles fall back to all pairs, in chunks.
+        """
+        sig = self.config.tile_kernel_stride * self.stride
+        st = self.stride
+        e0, n0 = en[:, 0].min(), en[:, 1].min()
+        fx, fy = (en[:, 0] - e0) / st, (en[:, 1] - n0) / st
+        ix, iy = np.rint(fx).astype(np.int64), np.rint(fy).astype(np.int64)
+        nx, ny = int(ix.max()) + 1, int(iy.max()) + 1
+        regular = (np.abs(fx - ix).max() < 0.25 and np.abs(fy - iy).max() < 0.25 and
+                   np.unique(iy * nx + ix).size == ix.size and nx * ny <= 4_000_000)
+        P = self.p[:, :2]
+        if not regular:
+            out = np.zeros(P.shape[0])
+            for a in range(0, P.shape[0], 256):
+                sl = slice(a, a + 256)
+                k = np.exp(-0.5 * ((P[sl, None, :] - en[None, :, :]) ** 2).sum(axis=2) / (sig * sig))
+                ks = k.sum(axis=1)
+                num = (k * S[rows[sl]]).sum(axis=1)
+                out[sl] = np.where(ks > 1e-3, num / np.maximum(ks, 1e-12), 0.0)
+            return out
+        pad = 2
+        G = np.zeros((S.shape[0], ny + 2 * pad, nx + 2 * pad))
+        M = np.zeros((ny + 2 * pad, nx + 2 * pad))
+        G[:, iy + pad, ix + pad] = S
+        M[iy + pad, ix + pad] = 1.0
+        px, py = (P[:, 0] - e0) / st + pad, (P[:, 1] - n0) / st + pad
+        bx, by = np.floor(px).astype(np.int64), np.floor(py).astype(np.int64)
+        num = np.zeros(P.shape[0])
+        den = np.zeros(P.shape[0])
+        h, w = M.shape
+        scale = 0.5 * (st / sig) ** 2
+        for dy in (-1, 0, 1, 2):
+            cy = by + dy
+            for dx in (-1, 0, 1, 2):
+                cx = bx + dx
+                ok = (cx >= 0) & (cx < w) & (cy >= 0) & (cy < h)
+                cxc, cyc = np.where(ok, cx, 0), np.where(ok, cy, 0)
+                wgt = np.exp(-scale * ((cx - px) ** 2 + (cy - py) ** 2)) * M[cyc, cxc] * ok
+                num += wgt * G[rows, cyc, cxc]
+                den += wgt
+        return np.where(den > 1e-3, num / np.maximum(den, 1e-12), 0.0)
 
     def _keys_of(self, yaw: np.ndarray, headings) -> np.ndarray:
         """Row key of each yaw: (index of the nearest heading hypothesis) * table bins + table heading bin."""
