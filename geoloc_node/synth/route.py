@@ -166,14 +166,20 @@ def drive_trajectory(graph: RoadGraph, rng: np.random.Generator, duration_s: flo
     step_heading = np.arctan2(np.diff(path[:, 1]), np.diff(path[:, 0]))
     heading = np.unwrap(np.concatenate([step_heading, step_heading[-1:]]))
     curvature = np.abs(np.concatenate([[0.0], np.diff(heading[:-1]) / ds[:-1], [0.0]]))
+    # Averaged over about 2 m: the resampled bends turn in uneven steps, the vehicle does not.
+    curvature = np.convolve(curvature, np.ones(9) / 9.0, mode="same")
+    # Real junctions (three or more roads meet) bound the legs and are where the vehicle may stop; the other vertices
+    # only shape curved roads (OSM ways).
+    degree = np.bincount(graph.edges.ravel(), minlength=len(graph.nodes))
+    crossing = degree[np.asarray(walk[1:-1], np.int64)] >= 3
     # Cruise speed per leg, capped in curves, never below v_min while rolling.
-    leg = np.searchsorted(junctions, np.arange(len(path)), side="right")
-    cruise = rng.uniform(max(v_min, 0.5 * (v_min + v_max)), v_max, size=len(junctions) + 1)[leg]
+    leg = np.searchsorted(junctions[crossing], np.arange(len(path)), side="right")
+    cruise = rng.uniform(max(v_min, 0.5 * (v_min + v_max)), v_max, size=int(crossing.sum()) + 1)[leg]
     speed = np.minimum(cruise, np.maximum(v_min, np.sqrt(LATERAL_ACCEL / np.maximum(curvature, 1e-9))))
     # Stops: at some junctions, and always where the route turns back (a dead end): there the vehicle stops and
     # turns on the spot during the dwell (a three-point turn, compressed).
     turn_back = turn_backs(nodes)
-    stop_here = (rng.random(len(junctions)) < stop_probability) | turn_back
+    stop_here = ((rng.random(len(junctions)) < stop_probability) & crossing) | turn_back
     stops = junctions[stop_here]
     speed[stops] = 0.0
     speed[0] = 0.0  # start from rest
