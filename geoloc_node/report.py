@@ -327,6 +327,7 @@ def _plot(res, m, path: Path, aerial, table):
     for s, st, _ in res.health:
         ax2.axvline(s - t0, color={"HEALTHY": "g", "DEGRADED": "y", "LOST": "r"}.get(st, "k"), lw=0.6, alpha=0.6)
     ax2.set_yscale("symlog", linthresh=10)
+    ax2.set_ylim(bottom=0)
     ax2.set_xlabel("time from bag start (s)")
     ax2.set_ylabel("error (m)")
     io = m.get("inside_outage", {}).get("filter", {})
