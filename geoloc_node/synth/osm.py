@@ -224,7 +224,9 @@ def lay_out_osm(canvas: Canvas, rng: np.random.Generator, pbf_path: Path, config
             steps = max(1, int(np.linalg.norm(b - a) / 8.0))
             trees.extend(a + (b - a) * (i / steps) for i in range(steps))
     for point in trees:
-        if (np.abs(point) <= half).all():
+        # A tree mapped on the carriageway (a mapping slip, or a tree over a narrow street) would wall the road off.
+        on_road = canvas.material[tuple(int(v) for v in canvas.grid.cell_index(*point)[:2])] == Material.ROAD
+        if (np.abs(point) <= half).all() and not on_road:
             canvas.add_tree(point, rng.uniform(2.0, 3.5), rng.uniform(6.0, 12.0),
                             np.clip(TREE_GREEN * rng.uniform(0.8, 1.2), 0, 255))
 

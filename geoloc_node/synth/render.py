@@ -221,6 +221,9 @@ def _cast(world, east: float, north: float, heading_deg: float, rays: _Rays, sty
     flat = np.where(inside, row * n_cols + col, 0)
     height = world.height.ravel()[flat]
     height[~inside] = 0.0
+    # A camera under a tree's canopy (2.5-D trees stand on the ground) sees out from under it: the run of raised
+    # samples the ray starts in is left out.
+    height[np.logical_and.accumulate(height > cam_h - 0.1, axis=1)] = 0.0
     car = _place_cars(style, east, north, az, d, pe, pn, height)
 
     # Per column, the running maximum of the tangent at which each sample's top is seen; shifted into the column's

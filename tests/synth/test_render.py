@@ -81,3 +81,13 @@ def test_ground_seen_in_the_panorama_matches_the_aerial_colour(one_building_worl
     road_rgb = one_building_world.top_rgb[one_building_world.material == Material.ROAD].mean(axis=0)
     light = PLAIN.ambient + PLAIN.direct * math.sin(math.radians(PLAIN.sun_elevation_deg))
     assert np.abs(pano[-10:, :3].reshape(-1, 3).mean(axis=0) - road_rgb * light).max() < 12
+
+
+def test_camera_under_a_canopy_sees_out():
+    config = WorldConfig(size_m=100.0, resolution_m=0.5, seed=1, aerial_noise_std=0.0)
+    canvas = Canvas(Grid(config.size_m, config.resolution_m))
+    canvas.add_tree((0.0, 0.0), 4.0, 10.0, (40, 90, 40))
+    graph = RoadGraph(np.zeros((0, 2)), np.zeros((0, 2), np.int64), np.zeros(0))
+    world = finish_world(config, canvas, graph, np.random.default_rng(0), {"layout": "test"})
+    pano = render_panorama(world, 0.0, 0.0, 0.0, style=PLAIN).astype(int)
+    assert (pano[:20, :, 2] > pano[:20, :, 1]).mean() > 0.9  # sky above, not a wall of leaves
