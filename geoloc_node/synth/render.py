@@ -11,8 +11,9 @@ ground and roofs is sampled at the exact intersection so that the ground matches
 Conventions:
 
 * panorama (``render_panorama``): equirectangular, ``size=(H, W)``; column ``j`` looks at compass azimuth
-  ``heading_deg + 360 * j / W`` (column 0 at the heading, sweeping clockwise, as in CVUSA-style north-aligned
-  panoramas when ``heading_deg=0``); rows span elevations ``+180*H/W`` (top) to ``-180*H/W`` degrees (equal angular
+  ``heading_deg + 360 * j / W`` (column 0 at the heading, sweeping clockwise; ``heading_deg=0`` gives a
+  north-aligned panorama with north at column 0, ``heading_deg=180`` one with north in the centre column, which is
+  what the pairs export writes); rows span elevations ``+180*H/W`` (top) to ``-180*H/W`` degrees (equal angular
   steps in both directions: 128x512 covers +-45 degrees).
 * pinhole (``render_pinhole``): a level camera looking at ``heading_deg``; square pixels, principal point at the image
   centre, focal length ``(W/2) / tan(hfov/2)`` (see :func:`pinhole_intrinsics`).
@@ -203,16 +204,45 @@ def _resolve_style(world, east, north, rng, randomize, style) -> RenderStyle:
     return RenderStyle()
 
 
+@dataclass
+class _Samples:
+    """The height field sampled along every column's ray: arrays (W, K) unless noted."""
+
+    east: float
+    north: float
+    azimuth_deg: np.ndarray  # (W,)
+    dir_e: np.ndarray  # (W,) unit direction of each column's ray
+    dir_n: np.ndarray
+    d: np.ndarray  # (K,) distances of the samples
+    flat: np.ndarray  # flat cell index of each sample (0 outside the world)
+    inside: np.ndarray  # whether the sample lies in the world
+    height: np.ndarray  # float32 height of the top surface (cars included)
+    car: np.ndarray  # index of the style's car at the sample, or -1
+
+
 def _cast(world, east: float, north: float, heading_deg: float, rays: _Rays, style: RenderStyle,
           cam_h: float) -> np.ndarray:
+    samples = _sample_rays(world, east, north, heading_deg + rays.azimuth_offset, style, cam_h)
+    sample, hit, top = _first_hits(samples, rays, cam_h)
+    image = np.empty((rays.cols * rays.rows, 3), np.float32)
+    ti = np.flatnonzero(top)
+    image[ti] = _shade_tops(world, samples, rays, style, cam_h, ti, sample[ti])
+    wi = np.flatnonzero(hit & ~top)
+    image[wi] = _shade_walls(world, samples, rays, style, cam_h, wi, sample[wi])
+    # The sky where nothing was hit (below the horizon that is far, hazy ground: the horizon colour).
+    si = np.flatnonzero(~hit)
+    if len(si):
+        image[si] = _sky(style, rays.tan_elev[si], samples.azimuth_deg[rays.pixel_column[si]])
+    return _camera(image.reshape(rays.cols, rays.rows, 3), style)
+
+
+def _sample_rays(world, east: float, north: float, azimuth_deg: np.ndarray, style: RenderStyle,
+                 cam_h: float) -> _Samples:
     grid = world.grid
     n_rows, n_cols = grid.shape
     d = _sample_distances()
-    n_samples = len(d)
-    azimuth_deg = heading_deg + rays.azimuth_offset
     az = np.radians(azimuth_deg)
     dir_e, dir_n = np.sin(az), np.cos(az)
-    # Sample points along every column's ray: (W, K), and the height field under them.
     pe = east + dir_e[:, None] * d[None, :]
     pn = north + dir_n[:, None] * d[None, :]
     col = ((pe + grid.half) * (1.0 / grid.resolution_m)).astype(np.intp)  # truncation: negatives are out anyway
@@ -225,82 +255,85 @@ def _cast(world, east: float, north: float, heading_deg: float, rays: _Rays, sty
     # samples the ray starts in is left out.
     height[np.logical_and.accumulate(height > cam_h - 0.1, axis=1)] = 0.0
     car = _place_cars(style, east, north, az, d, pe, pn, height)
+    return _Samples(east, north, azimuth_deg, dir_e, dir_n, d, flat, inside, height, car)
 
+
+def _first_hits(samples: _Samples, rays: _Rays, cam_h: float):
+    """Per pixel: flat index of the sample its ray hits, whether it hits anything, and whether that is a top."""
+    d = samples.d
+    n_samples = len(d)
     # Per column, the running maximum of the tangent at which each sample's top is seen; shifted into the column's
     # own band so that one searchsorted over all columns finds, per pixel, the first sample reaching its ray.
-    tan_top = (height - np.float32(cam_h)) / d[None, :].astype(np.float32)
+    tan_top = (samples.height - np.float32(cam_h)) / d[None, :].astype(np.float32)
     running = np.maximum.accumulate(np.clip(tan_top, -1e3, 1e3), axis=1).astype(np.float64)
     running += (np.arange(rays.cols) * _BAND)[:, None]
     k = np.searchsorted(running.ravel(), rays.queries) - rays.pixel_column * n_samples
     hit = k < n_samples
-    sample = rays.pixel_column * n_samples + np.minimum(k, n_samples - 1)  # flat (W, K) index of the hit sample
+    k = np.minimum(k, n_samples - 1)
+    sample = rays.pixel_column * n_samples + k
     t = rays.tan_elev
-    h_hit = height.ravel()[sample]
-    d_before = np.concatenate([[0.0], d[:-1]])[np.minimum(k, n_samples - 1)]
+    d_before = np.concatenate([[0.0], d[:-1]])[k]
     # A top hit: the ray comes down to the sample's top height after the previous sample (else it struck a wall).
-    top = hit & (t < 0) & (cam_h - h_hit >= -t * d_before)
-    wall = hit & ~top
+    top = hit & (t < 0) & (cam_h - samples.height.ravel()[sample] >= -t * d_before)
+    return sample, hit, top
 
-    image = np.empty((rays.cols * rays.rows, 3), np.float32)
-    horizon = np.asarray(style.sky_horizon_rgb, np.float32)
-    light_top = style.ambient + style.direct * math.sin(math.radians(style.sun_elevation_deg))
 
-    # Tops (ground, roofs, canopies seen from above): the exact intersection, coloured like the aerial image.
-    ti = np.flatnonzero(top)
-    tcol = rays.pixel_column[ti]
-    dt = (cam_h - h_hit[ti]) / -t[ti]
-    te, tn = east + dir_e[tcol] * dt, north + dir_n[tcol] * dt
+def _shade_tops(world, samples: _Samples, rays: _Rays, style: RenderStyle, cam_h: float, pixels: np.ndarray,
+                sample: np.ndarray) -> np.ndarray:
+    """Tops (ground, roofs, canopies seen from above) at the exact intersection, coloured like the aerial image."""
+    column = rays.pixel_column[pixels]
+    dt = (cam_h - samples.height.ravel()[sample]) / -rays.tan_elev[pixels]
+    te, tn = samples.east + samples.dir_e[column] * dt, samples.north + samples.dir_n[column] * dt
     # Near the camera one cell spans several pixels: interpolate there; farther, the nearest cell is as good.
     near = dt < BILINEAR_WITHIN_M
-    colour = np.empty((len(ti), 3), np.float32)
+    colour = np.empty((len(pixels), 3), np.float32)
     colour[near] = _bilinear_top(world, te[near], tn[near])
-    trow, tc, tin = grid.cell_index(te[~near], tn[~near])
-    far_colour = world.top_rgb[trow, tc].astype(np.float32)
-    far_colour[~tin] = MATERIAL_RGB[Material.GRASS]  # beyond the world's edge: a meadow
+    row, col, inside = world.grid.cell_index(te[~near], tn[~near])
+    far_colour = world.top_rgb[row, col].astype(np.float32)
+    far_colour[~inside] = MATERIAL_RGB[Material.GRASS]  # beyond the world's edge: a meadow
     colour[~near] = far_colour
-    car_top = car.ravel()[sample[ti]]
-    if (car_top >= 0).any():
-        colour[car_top >= 0] = style.car_rgb[car_top[car_top >= 0]]
-    image[ti] = _hazy(colour * np.float32(light_top), dt, horizon, style.haze_m)
+    car = samples.car.ravel()[sample]
+    if (car >= 0).any():
+        colour[car >= 0] = style.car_rgb[car[car >= 0]]
+    light = style.ambient + style.direct * math.sin(math.radians(style.sun_elevation_deg))
+    return _hazy(colour * np.float32(light), dt, np.asarray(style.sky_horizon_rgb, np.float32), style.haze_m)
 
-    # Walls: facade colour, lit by the sun according to the wall's normal, with windows on buildings.
-    wi = np.flatnonzero(wall)
-    ws = sample[wi]
-    cw = rays.pixel_column[wi]
-    dw = d[ws - cw * n_samples]
-    z = cam_h + dw * t[wi]
-    ws_flat = flat.ravel()[ws]
-    colour = world.facade_rgb.reshape(-1, 3)[ws_flat].astype(np.float32)
-    material = np.where(inside.ravel()[ws], world.material.ravel()[ws_flat], Material.GRASS)
-    normal_e, normal_n = _wall_normals(world.height, ws_flat, n_cols, -dir_e[cw], -dir_n[cw])
+
+def _shade_walls(world, samples: _Samples, rays: _Rays, style: RenderStyle, cam_h: float, pixels: np.ndarray,
+                 sample: np.ndarray) -> np.ndarray:
+    """Walls: facade colour, lit by the sun according to the wall's normal, with windows on buildings."""
+    column = rays.pixel_column[pixels]
+    dw = samples.d[sample - column * len(samples.d)]
+    z = cam_h + dw * rays.tan_elev[pixels]
+    cell = samples.flat.ravel()[sample]
+    colour = world.facade_rgb.reshape(-1, 3)[cell].astype(np.float32)
+    material = np.where(samples.inside.ravel()[sample], world.material.ravel()[cell], Material.GRASS)
+    dir_e, dir_n = samples.dir_e[column], samples.dir_n[column]
+    normal_e, normal_n = _wall_normals(world.height, cell, world.grid.shape[1], -dir_e, -dir_n)
     sun_az, sun_el = math.radians(style.sun_azimuth_deg), math.radians(style.sun_elevation_deg)
     facing = np.maximum(0.0, normal_e * math.sin(sun_az) + normal_n * math.cos(sun_az)) * math.cos(sun_el)
     light = (style.ambient + style.direct * facing).astype(np.float32)
     # Windows: a lattice along the wall (tangent coordinate) and up (floors), not at the foot or top of the wall.
-    along = (east + dir_e[cw] * dw) * -normal_n + (north + dir_n[cw] * dw) * normal_e
+    along = (samples.east + dir_e * dw) * -normal_n + (samples.north + dir_n * dw) * normal_e
     along_mod = np.mod(along, WINDOW_SPACING_M)
     floor_z = np.mod(z, FLOOR_HEIGHT_M)
-    is_window = ((material == Material.BUILDING) & (z > 1.0) & (z < height.ravel()[ws] - 0.8)
+    is_window = ((material == Material.BUILDING) & (z > 1.0) & (z < samples.height.ravel()[sample] - 0.8)
                  & (floor_z > 1.0) & (floor_z < 2.4) & (along_mod > 0.7) & (along_mod < 2.3))
     colour[is_window] = _WINDOW_RGB
-    car_wall = car.ravel()[ws]
-    if (car_wall >= 0).any():
-        sel = car_wall >= 0
-        colour[sel] = style.car_rgb[car_wall[sel]]
-        glass = sel & (z > 1.0) & (z < style.cars[np.maximum(car_wall, 0), 5] - 0.1)
+    car = samples.car.ravel()[sample]
+    if (car >= 0).any():
+        sel = car >= 0
+        colour[sel] = style.car_rgb[car[sel]]
+        glass = sel & (z > 1.0) & (z < style.cars[np.maximum(car, 0), 5] - 0.1)
         colour[glass] = _CAR_GLASS_RGB
-    image[wi] = _hazy(colour * light[:, None], dw, horizon, style.haze_m)
+    return _hazy(colour * light[:, None], dw, np.asarray(style.sky_horizon_rgb, np.float32), style.haze_m)
 
-    # The sky where nothing was hit (below the horizon that is far, hazy ground: the horizon colour).
-    si = np.flatnonzero(~hit)
-    if len(si):
-        image[si] = _sky(style, t[si], azimuth_deg[rays.pixel_column[si]])
 
-    # Camera: sensor noise, then colour cast and gamma through one lookup table; back to row-major (H, W, 3).
-    image = image.reshape(rays.cols, rays.rows, 3)
+def _camera(image_cm: np.ndarray, style: RenderStyle) -> np.ndarray:
+    """Sensor noise, then colour cast and gamma through one lookup table; column-major (W, H, 3) -> (H, W, 3)."""
     if style.noise_std > 0:
-        image += _noise_field(image.shape, style.cloud_seed) * np.float32(style.noise_std)
-    out = np.ascontiguousarray(np.clip(image, 0, 255).astype(np.uint8).transpose(1, 0, 2))
+        image_cm += _noise_field(image_cm.shape, style.cloud_seed) * np.float32(style.noise_std)
+    out = np.ascontiguousarray(np.clip(image_cm, 0, 255).astype(np.uint8).transpose(1, 0, 2))
     return cv2.LUT(out, _camera_lut(tuple(style.gain_rgb), style.gamma))
 
 
