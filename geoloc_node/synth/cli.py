@@ -172,8 +172,11 @@ def run_pairs(args) -> int:
     try:
         config.validate()
         world = _load_world(args.world)
-        update, _ = _progress(args.count, "pair")
-        summary = export_pairs(world, args.out, config, progress=update)
+        update, bar = _progress(args.count, "pair")
+        try:
+            summary = export_pairs(world, args.out, config, progress=update)
+        finally:
+            bar.close()  # train locations dropped near val ones never reach the count
     except GeolocError as exc:
         return _fail("pairs", str(exc))
     print(f"pairs written to {args.out}: {summary['train']} train, {summary['val']} val "
@@ -231,8 +234,11 @@ def run_drive(args) -> int:
         config.validate()
         world = _load_world(args.world)
         frames = int(config.duration_s * config.image_rate_hz) + 1
-        update, _ = _progress(frames, "frame")
-        summary = record_drive(world, args.out, config, progress=update)
+        update, bar = _progress(frames, "frame")
+        try:
+            summary = record_drive(world, args.out, config, progress=update)
+        finally:
+            bar.close()
     except GeolocError as exc:
         return _fail("drive", str(exc))
     counts = ", ".join(f"{topic} {n}" for topic, n in summary["topics"].items())
