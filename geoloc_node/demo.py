@@ -34,6 +34,9 @@ DEFAULT_SEED = 9001  # training worlds use small seeds; this one is held out
 DEFAULT_SIZE_M = 700.0
 DEFAULT_OUTAGE = (40.0, 160.0)
 DEFAULT_DURATION_S = 175.0
+#: camera rate of the demo drive: the pipeline encodes at most pipeline.max_frame_rate_hz (4 Hz) anyway, and rendering
+#: fewer frames keeps the demo under three minutes on two cores
+DEMO_IMAGE_RATE_HZ = 5.0
 
 
 def default_model() -> Path:
@@ -88,8 +91,26 @@ def run_demo(out_dir, seed: int = DEFAULT_SEED, size_m: float = DEFAULT_SIZE_M, 
     t = time.perf_counter()
     log(f"[3/4] drive: {duration_s:g} s, {camera} camera, GPS outage {outage[0]:g}-{outage[1]:g} s")
     bag = out / "drive"
-    record_drive(world, bag, DriveConfig(duration_s=duration_s, seed=seed, camera=camera,
-                                         gps_faults=[("outage", outage[0], outage[1])]))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=int(duration_s * DEMO_IMAGE_RATE_HZ), unit="frame", desc="drive", file=sys.stderr,
+                   mininterval=0.5)
+
+    def tick(done, total):
+        if bar is not None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+    try:
+        record_drive(world, bag, DriveConfig(duration_s=duration_s, seed=seed, camera=camera,
+                                             image_rate_hz=DEMO_IMAGE_RATE_HZ,
+                                             gps_faults=[("outage", outage[0], outage[1])]), progress=tick)
+    finally:
+        if bar is not None:
+            bar.close()
     timings["drive"] = time.perf_counter() - t
 
     t = time.perf_counter()
