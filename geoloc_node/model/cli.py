@@ -63,12 +63,16 @@ def register(subparsers) -> None:
     p.add_argument("--polar-hw", type=_hw, default=None, help="pinhole: full polar image (the sector is cut from it)")
     p.add_argument("--aerial-preprocess", choices=["polar", "raw"], default=m.aerial_preprocess)
     p.add_argument("--share-weights", action="store_true")
+    p.add_argument("--pool-maps", type=int, default=m.pool_maps, help="spatial pooling maps of the hash head")
+    p.add_argument("--pool-dim", type=int, default=m.pool_dim, help="token width before pooling (0: backbone's)")
+    p.add_argument("--drop-path", type=float, default=m.drop_path)
     p.add_argument("--pretrained", default=None, help="local state_dict file for the backbone (never downloaded)")
     p.add_argument("--epochs", type=int, default=t.epochs)
     p.add_argument("--batch", type=int, default=t.batch)
     p.add_argument("--lr", type=float, default=t.lr)
     p.add_argument("--weight-decay", type=float, default=t.weight_decay)
     p.add_argument("--hard-negative-frac", type=float, default=t.hard_negative_frac)
+    p.add_argument("--freeze-backbone", action="store_true", help="train only the hash heads")
     p.add_argument("--time-budget-min", type=float, default=0.0, help="stop cleanly after this many minutes")
     p.add_argument("--seed", type=int, default=t.seed)
     p.add_argument("--threads", type=int, default=t.threads)
@@ -140,11 +144,12 @@ def cmd_train(args) -> int:
         mcfg = ModelConfig(backbone=args.backbone, backbone_kwargs=kwargs, bits=args.bits, mode=args.mode,
                            hfov_deg=args.hfov_deg, ground_hw=args.ground_hw, aerial_hw=args.aerial_hw,
                            aerial_preprocess=args.aerial_preprocess, polar_hw=args.polar_hw,
-                           share_weights=args.share_weights, pretrained_path=args.pretrained)
+                           share_weights=args.share_weights, pretrained_path=args.pretrained,
+                           pool_maps=args.pool_maps, pool_dim=args.pool_dim, drop_path=args.drop_path)
         tcfg = TrainConfig(epochs=args.epochs, batch=args.batch, lr=args.lr, weight_decay=args.weight_decay,
                            hard_negative_frac=args.hard_negative_frac, time_budget_min=args.time_budget_min,
                            seed=args.seed, threads=args.threads, out_dir=args.out_dir,
-                           rot90_aug=args.aerial_preprocess == "raw")
+                           rot90_aug=args.aerial_preprocess == "raw", freeze_backbone=args.freeze_backbone)
         t0 = time.time()
         tr = load_pairs(args, mcfg, "train")
         va = load_pairs(args, mcfg, "val")

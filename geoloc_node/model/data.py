@@ -160,11 +160,14 @@ def synth_pairs(seed: int, n: int, cfg: ModelConfig, world_size_m: float = 700.0
                       name=f"synth{seed}")
 
 
-#: Azimuth, relative to the vehicle heading, of the left edge of a panorama from ``synth.render.render_panorama``.
-PANORAMA_COL0_OFFSET_DEG = -180.0
+#: Azimuth, relative to the vehicle heading, of the left edge of a panorama from ``synth.render.render_panorama``
+#: (its column 0 looks at the heading: half a column, well under a degree, from our convention; see preprocess).
+PANORAMA_COL0_OFFSET_DEG = 0.0
 
 
 def _render_hw(cfg: ModelConfig) -> tuple[int, int]:
+    """Render at twice the model's input (128 x 512 for 64 x 256: the renderer's and CVUSA's panorama size) and
+    shrink with area interpolation, as the runtime encoder shrinks a camera frame."""
     h, w = cfg.ground_hw
     return (h * 2, w * 2)
 

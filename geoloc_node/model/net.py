@@ -23,10 +23,12 @@ from ..codes import check_bits
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-#: Named backbone settings. "vit_tiny_pano" is the default: a 4-layer ViT of width 128 with 8x8 patches.
+#: Named backbone settings. "vit_tiny_pano" is the default: a 4-layer ViT of width 128 with 8x16 patches (128 tokens
+#: on a 64x256 panorama; 8x8 patches cost twice the compute for the same parameters).
 BACKBONE_PRESETS = {
     "vit_micro": ("vit_tiny_patch16_224", {"patch_size": 8, "embed_dim": 64, "depth": 2, "num_heads": 2}),
-    "vit_tiny_pano": ("vit_tiny_patch16_224", {"patch_size": 8, "embed_dim": 128, "depth": 4, "num_heads": 4}),
+    "vit_tiny_pano": ("vit_tiny_patch16_224", {"patch_size": (8, 16), "embed_dim": 128, "depth": 4, "num_heads": 4}),
+    "vit_tiny_pano_p8": ("vit_tiny_patch16_224", {"patch_size": 8, "embed_dim": 128, "depth": 4, "num_heads": 4}),
     "vit_small_pano": ("vit_tiny_patch16_224", {"patch_size": 8, "embed_dim": 192, "depth": 6, "num_heads": 3}),
 }
 

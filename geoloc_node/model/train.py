@@ -51,6 +51,7 @@ class TrainConfig:
     color_jitter: float = 0.2
     heading_noise_deg: float = 3.0
     rot90_aug: bool = False  # raw aerial (drone/satellite): rotate the aerial view by multiples of 90 degrees
+    freeze_backbone: bool = False  # train only the hash heads (a pretrained backbone on very little data)
     seed: int = 0
     threads: int = 2
     time_budget_min: float = 0.0  # stop cleanly after this many minutes (0: no limit)
@@ -83,7 +84,7 @@ def augment(g: torch.Tensor, a: torch.Tensor, mcfg: ModelConfig, tcfg: TrainConf
         frac = torch.rand(b, generator=gen)
         g = _roll_rows(g, (frac * g.shape[-1]).long())
         a = _roll_rows(a, (frac * a.shape[-1]).long())
-    if tcfg.flip_aug and (aligned or mcfg.aerial_preprocess == "polar"):
+    if tcfg.flip_aug:  # a mirrored world is still a world: mirror both views together
         flip = torch.rand(b, generator=gen) < 0.5
         g = torch.where(flip[:, None, None, None], g.flip(-1), g)
         a = torch.where(flip[:, None, None, None], a.flip(-1), a)
@@ -172,9 +173,15 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, train_pairs: PairArrays, val_pai
     main = rank == 0
 
     model = CrossViewHasher(mcfg).to(device)
+    if tcfg.freeze_backbone:
+        for br in (model.ground, model.aerial):
+            for p in br.backbone.parameters():
+                p.requires_grad_(False)
     logit_scale = torch.nn.Parameter(torch.tensor(math.log(1.0 / tcfg.init_temperature), device=device))
     decay, no_decay = [], []
     for n_, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
         (no_decay if p.ndim < 2 or "pos_embed" in n_ or "pos_weights" in n_ else decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": tcfg.weight_decay},
                              {"params": no_decay + [logit_scale], "weight_decay": 0.0}], lr=tcfg.lr)
@@ -209,6 +216,9 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, train_pairs: PairArrays, val_pai
         rng = np.random.default_rng(tcfg.seed + 7 * epoch)
         batches = make_batches(train_pairs, tcfg.batch, tcfg, rng)[rank::world][:steps_per_epoch]
         net.train()
+        if tcfg.freeze_backbone:  # frozen: keep batch-norm statistics and dropout as pretrained
+            model.ground.backbone.eval()
+            model.aerial.backbone.eval()
         it = batches
         bar = None
         if main and tcfg.progress:
@@ -233,7 +243,7 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, train_pairs: PairArrays, val_pai
             loss, parts = hash_loss(zg.float(), za.float(), logit_scale, tcfg.w_quant, tcfg.w_balance, pos_mask)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 5.0)
             opt.step()
             sched.step()
             step += 1
