@@ -16,25 +16,35 @@ from .grid import Grid
 MAX_SHADOW_M = 45.0  # longest shadow traced; taller buildings' shadows are clipped (rare, and cheap to accept)
 
 
+SHADOW_STEP_M = 1.0  # the march towards the sun tests a point every metre (nothing in a world is thinner)
+
+
 def cast_shadows(height: np.ndarray, resolution_m: float, sun_azimuth_deg: float,
                  sun_elevation_deg: float) -> np.ndarray:
-    """Boolean mask of cells a raised cell hides from the sun (marching towards the sun one cell at a time)."""
+    """Boolean mask of cells that a raised cell hides from the sun (marching towards the sun every metre)."""
     tan_elev = math.tan(math.radians(sun_elevation_deg))
-    # Direction towards the sun in (col, row) steps: compass azimuth, rows grow southwards.
+    # Direction towards the sun in (col, row) cells: compass azimuth, rows grow southwards.
     az = math.radians(sun_azimuth_deg)
     d_col, d_row = math.sin(az), -math.cos(az)
     rows, cols = height.shape
     shadow = np.zeros_like(height, dtype=bool)
-    steps = int(MAX_SHADOW_M / resolution_m)
-    for k in range(1, steps + 1):
+    # No shadow is longer than the tallest thing allows (nor than MAX_SHADOW_M).
+    reach_m = min(MAX_SHADOW_M, float(height.max()) / tan_elev)
+    threshold = height + np.float32(0.05)
+    raised = np.empty_like(height)
+    blocked = np.empty_like(shadow)
+    for step_m in np.arange(SHADOW_STEP_M, reach_m + SHADOW_STEP_M, SHADOW_STEP_M):
+        k = step_m / resolution_m
         dc, dr = int(round(d_col * k)), int(round(d_row * k))
         if abs(dc) >= cols or abs(dr) >= rows:
             break
-        rise = np.float32(k * resolution_m * tan_elev)
         # Cell (r, c) looks at (r + dr, c + dc): both slices cover the overlap of the grid with its shifted copy.
         dst = (slice(max(0, -dr), rows - max(0, dr)), slice(max(0, -dc), cols - max(0, dc)))
         src = (slice(max(0, dr), rows - max(0, -dr)), slice(max(0, dc), cols - max(0, -dc)))
-        shadow[dst] |= height[src] - rise > height[dst] + 0.05
+        h, w = rows - abs(dr), cols - abs(dc)
+        np.subtract(height[src], np.float32(step_m * tan_elev), out=raised[:h, :w])
+        np.greater(raised[:h, :w], threshold[dst], out=blocked[:h, :w])
+        shadow[dst] |= blocked[:h, :w]
     return shadow
 
 

@@ -143,6 +143,10 @@ def _built_block(canvas: Canvas, rng: np.random.Generator, block: np.ndarray, or
             across = np.array([-along[1], along[0]])
             wing_center = center + along * side * (length - wing_w) / 2 + across * side * (width + wing_l) / 2
             parts.append(rectangle(wing_center, wing_w, wing_l + 0.5, turn))
+        # Cheap test first (corners and centre), then the full footprint.
+        corners = np.concatenate(parts + [center[None]])
+        if not _fits(free, origin, grid.cell_index(corners[:, 0], corners[:, 1])[:2]):
+            continue
         if not all(_fits(free, origin, grid.polygon_cells([p])) for p in parts):
             continue
         distance_from_centre = float(np.linalg.norm(center))
