@@ -120,5 +120,7 @@ def test_shipped_model_drive_through_the_node(ros, synth_drive, tmp_path):
     res = replay(bag, tmp_path / "replay", GeolocConfig(), load_encoder(model, "onnxruntime"), open_table(table_path),
                  progress=False)
     offline = compute_metrics(res)["inside_outage"]["filter"]
+    print(f"node: {len(errs)} fixes, median {np.median(errs):.1f} m, p95 {np.percentile(errs, 95):.1f} m; "
+          f"offline replay: median {offline['median_m']:.1f} m, p95 {offline['p95_m']:.1f} m")
     assert np.median(errs) <= offline["median_m"] + 3.0, (np.median(errs), offline)
     assert np.percentile(errs, 95) <= max(offline["p95_m"] * 1.5, offline["p95_m"] + 5.0), (errs, offline)
