@@ -214,7 +214,11 @@ def _yaml_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
-        return repr(v) if ("." in repr(v) or "e" in repr(v)) else f"{v:.1f}"
+        # YAML 1.1 (PyYAML, and libyaml as ROS reads parameter files) needs a dot in the mantissa: 5.0e-05, not 5e-05
+        mantissa, e, exponent = repr(v).partition("e")
+        if "." not in mantissa:
+            mantissa += ".0"
+        return mantissa + (f"e{exponent}" if e else "")
     if isinstance(v, int):
         return str(v)
     if isinstance(v, str):

@@ -70,3 +70,15 @@ def test_descriptors_and_validation(ros):
 def test_invalid_start_up_parameters_refuse_to_start(ros):
     with pytest.raises(ValueError, match="image_transport"):
         make_node(ros, FakeFactory(), image_transport="h264")
+
+
+def test_the_yaml_loads_through_the_ros_parameter_parser(ros):
+    """rcl's own YAML parser (as `--params-file` uses it) reads every value with the declared type."""
+    from geoloc_node.ros.node import GeolocNode
+
+    node = ros.add(GeolocNode(pipeline_factory=FakeFactory(), context=ros.context,
+                              cli_args=["--ros-args", "--params-file", str(YAML)]))
+    overrides = getattr(node, "_parameter_overrides", {})
+    assert {s.name for s in params.param_specs()} <= set(overrides)  # every parameter came from the file
+    for spec in params.param_specs():
+        assert node.get_parameter(spec.name).value == spec.default, spec.name
