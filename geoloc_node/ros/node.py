@@ -213,11 +213,13 @@ class GeolocNode(LifecycleNode):
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         core_cfg, cfg = self.core_cfg, self.cfg
+        self._state = "configuring"  # parameters applied on configure are refused from now on
         worker = InferenceWorker(build=lambda: self._factory(core_cfg, cfg), on_results=self._handle_results,
                                  on_error=self._on_worker_error)
         try:
             pipeline = worker.start()
         except WorkerStartError as e:
+            self._state = "unconfigured"
             self._last_error = f"configure failed: {e}"
             self.get_logger().error(f"{self._last_error} -- staying unconfigured; fix the parameter and configure "
                                     "again")
@@ -234,8 +236,8 @@ class GeolocNode(LifecycleNode):
             "markers": self.create_lifecycle_publisher(MarkerArray, "~/markers", OUTPUT_QOS),
         }
         ret = super().on_configure(state)
+        self._state = "inactive" if ret == TransitionCallbackReturn.SUCCESS else "unconfigured"
         if ret == TransitionCallbackReturn.SUCCESS:
-            self._state = "inactive"
             backend = getattr(getattr(pipeline, "encoder", None), "backend", None) or type(pipeline).__name__
             self.get_logger().info(f"configured: pipeline ready ({backend}); waiting for activate")
         return ret
@@ -255,7 +257,8 @@ class GeolocNode(LifecycleNode):
         ret = super().on_activate(state)  # activates the lifecycle publishers
         if ret == TransitionCallbackReturn.SUCCESS:
             self._state = "active"
-            self._publish_active(bool(self._active), force=True)
+            current = self._active if self._active is not None else getattr(self._pipeline(), "fallback_active", False)
+            self._publish_active(bool(current), force=True)
             self.get_logger().info(f"active: listening to {cfg.subscribed_image_topic}, {cfg.gps_topic}, "
                                    f"{cfg.odom_topic}")
         return ret
