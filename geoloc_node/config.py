@@ -63,7 +63,7 @@ class TrackingConfig:
     """Particle filter in the local ENU frame: state (east, north, yaw); odometry predicts, vision and GPS update."""
 
     #: Number of particles.
-    n_particles: int = 600
+    n_particles: int = 1000
     #: Odometry noise: standard deviation of the distance driven, as a fraction of it.
     odom_distance_noise: float = 0.03
     #: Odometry noise: lateral slip (m per m driven).
@@ -72,6 +72,14 @@ class TrackingConfig:
     odom_yaw_noise: float = 0.03
     #: ... plus a heading random walk (rad per sqrt(s)).
     yaw_random_walk: float = 0.01
+    #: Prior standard deviation of the odometry scale factor (a particle state, learned while GPS is good) ...
+    odom_scale_std: float = 0.03
+    #: ... and its random walk (per sqrt(s)).
+    odom_scale_random_walk: float = 0.0005
+    #: Prior standard deviation of the odometry yaw-rate bias (rad/s; a particle state, learned while GPS is good) ...
+    yaw_rate_bias_std: float = 0.005
+    #: ... and its random walk (rad/s per sqrt(s)).
+    yaw_rate_bias_random_walk: float = 0.00005
     #: Position random walk (m per sqrt(s)), applied on every prediction (also without odometry).
     position_random_walk: float = 0.15
     #: Position random walk (m per sqrt(s)) used instead when there is no odometry at all.

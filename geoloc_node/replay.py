@@ -55,6 +55,11 @@ OUTPUT_TOPICS = {  # topic -> type: what the node publishes
 }
 
 
+#: the "odometry alone" baseline: no learned odometry scale / yaw-rate bias
+ODOMETRY_ONLY = {"tracking.odom_scale_std": 0.0, "tracking.yaw_rate_bias_std": 0.0,
+                 "tracking.odom_scale_random_walk": 0.0, "tracking.yaw_rate_bias_random_walk": 0.0}
+
+
 class BagInputError(GeolocError):
     """The bag cannot be replayed (not a rosbag2, unsupported serialization, no usable topic, ...)."""
 
@@ -260,7 +265,9 @@ def replay(bag, out_dir, config: GeolocConfig, encoder=None, table=None, outages
     if full:
         config = _with(config, {"pipeline.single_frame_baseline": True})
     pipe = Pipeline(config, encoder if full else None, table if full else None)
-    odo = Pipeline(config, None, table) if full else None
+    # odometry alone: dead reckoning from the last trusted GPS state (the same filter fed GPS and odometry, no camera,
+    # no learned odometry calibration)
+    odo = Pipeline(_with(config, ODOMETRY_ONLY), None, table) if full else None
     frame = table.frame if table is not None else None
     counts = {"messages": 0, "undecodable": 0, "camera_decoded": 0, "camera_rejected": 0, "gps_dropped_by_outage": 0,
               "estimates": 0}

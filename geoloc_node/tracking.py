@@ -5,7 +5,8 @@ match), and the odometry frame's rotation to east/north is unknown until the veh
 have to pick one mode and one heading up front. A few hundred particles cost about a millisecond per update here.
 
 * predict: odometry pose increments, rotated by each particle's own yaw (so the odometry frame need not be aligned with
-  ENU), with noise proportional to the distance driven and turned; a position random walk in time.
+  ENU), scaled by its own odometry scale and corrected by its own yaw-rate bias (both learned while GPS is good and
+  kept through an outage), with noise proportional to the distance driven and turned; a position random walk in time.
 * GPS update (only while the health monitor trusts GPS): Gaussian likelihood with the fix's covariance.
 * visual update: Hamming distances from the frame's code to every table tile in a window around the cloud; each tile
   scores ``exp(-(d - d_min) / T)``, the scores are interpolated at each particle with a spatial kernel of about the
@@ -53,7 +54,7 @@ class ParticleFilter:
     # -- state -----------------------------------------------------------------------------------------------
     def reset(self) -> None:
         self.rng = np.random.default_rng(self.config.seed)
-        self.p = np.zeros((0, 3))  # east, north, yaw
+        self.p = np.zeros((0, 5))  # east, north, yaw, odometry scale, yaw-rate bias (rad/s)
         self.w = np.zeros(0)
         self.stamp: float | None = None
         self._last_odom: Odometry | None = None
@@ -77,7 +78,7 @@ class ParticleFilter:
             th = self.rng.uniform(-math.pi, math.pi, n)
         else:
             th = yaw + self.rng.normal(0.0, yaw_std, n)
-        self.p = np.column_stack([xy, th])
+        self.p = np.column_stack([xy, th, self._prior_odometry(n)])
         self.w = np.full(n, 1.0 / n)
         self.stamp = stamp
         self._div_count = 0
@@ -125,7 +126,8 @@ class ParticleFilter:
         xy_r = np.column_stack([self.rng.uniform(cov["east_min"], cov["east_max"], rest),
                                 self.rng.uniform(cov["north_min"], cov["north_max"], rest)])
         th_r = self.rng.uniform(-math.pi, math.pi, rest)
-        self.p = np.vstack([np.column_stack([xy, th]), np.column_stack([xy_r, th_r])])
+        self.p = np.column_stack([np.vstack([np.column_stack([xy, th]), np.column_stack([xy_r, th_r])]),
+                                  self._prior_odometry(n)])
         self.w = np.full(n, 1.0 / n)
         self.stamp = stamp
         self._div_count = 0
@@ -154,9 +156,10 @@ class ParticleFilter:
         c = self.config
         n = self.p.shape[0]
         dist = math.hypot(fwd, lat)
-        f = fwd * (1.0 + self.rng.normal(0.0, c.odom_distance_noise, n))
+        f = fwd * self.p[:, 3] * (1.0 + self.rng.normal(0.0, c.odom_distance_noise, n))
         lt = lat + self.rng.normal(0.0, c.odom_lateral_noise * dist + 1e-6, n)
         th = self.p[:, 2]
+        dyaw = dyaw - self.p[:, 4] * dt  # each particle's own yaw-rate bias
         # heading at mid-step for the translation
         mid = th + 0.5 * dyaw
         self.p[:, 0] += np.cos(mid) * f - np.sin(mid) * lt
@@ -180,8 +183,18 @@ class ParticleFilter:
         if dt <= 0:
             return
         self.stamp = stamp
-        sigma = (self.config.position_random_walk if with_odometry else self.config.no_odometry_random_walk)
-        self.p[:, :2] += self.rng.normal(0.0, sigma * math.sqrt(dt), (self.p.shape[0], 2))
+        c = self.config
+        sigma = (c.position_random_walk if with_odometry else c.no_odometry_random_walk)
+        n = self.p.shape[0]
+        self.p[:, :2] += self.rng.normal(0.0, sigma * math.sqrt(dt), (n, 2))
+        self.p[:, 3] += self.rng.normal(0.0, c.odom_scale_random_walk * math.sqrt(dt), n)
+        self.p[:, 4] += self.rng.normal(0.0, c.yaw_rate_bias_random_walk * math.sqrt(dt), n)
+
+    def _prior_odometry(self, n: int) -> np.ndarray:
+        """Odometry scale and yaw-rate bias of fresh particles: learned while GPS is good, kept through an outage."""
+        c = self.config
+        return np.column_stack([1.0 + self.rng.normal(0.0, c.odom_scale_std, n),
+                                self.rng.normal(0.0, c.yaw_rate_bias_std, n)])
 
     # -- updates ---------------------------------------------------------------------------------------------
     def update_gps(self, east: float, north: float, cov: np.ndarray) -> None:
@@ -275,6 +288,10 @@ class ParticleFilter:
         return False
 
     # -- outputs ---------------------------------------------------------------------------------------------
+    def odometry_calibration(self) -> tuple[float, float]:
+        """Weighted mean odometry scale and yaw-rate bias (rad/s) the filter has learned."""
+        return float(self.w @ self.p[:, 3]), float(self.w @ self.p[:, 4])
+
     def estimate(self) -> tuple[np.ndarray, np.ndarray, float, float]:
         """(mean [e, n], cov 2x2, yaw mean, yaw variance)."""
         mean, cov = self._mean_cov()
@@ -377,6 +394,8 @@ class ParticleFilter:
         # roughening: keeps diversity after resampling
         self.p[:, :2] += self.rng.normal(0.0, 0.05 * self.stride, (n, 2))
         self.p[:, 2] += self.rng.normal(0.0, 0.01, n)
+        self.p[:, 3] += self.rng.normal(0.0, 0.1 * self.config.odom_scale_random_walk, n)
+        self.p[:, 4] += self.rng.normal(0.0, 0.1 * self.config.yaw_rate_bias_random_walk, n)
         self.w = np.full(n, 1.0 / n)
 
 

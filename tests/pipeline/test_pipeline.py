@@ -12,7 +12,7 @@ from geoloc_node.health import HEALTHY, LOST
 from geoloc_node.pipeline import Estimate, FingerprintMismatchError, HealthChange, Pipeline
 from geoloc_node.records import CameraFrame, GpsFix, Odometry
 
-CFG = GeolocConfig.from_flat({"tracking.n_particles": 300})
+CFG = GeolocConfig.from_flat({"tracking.n_particles": 600})
 
 
 def errors(out, drive, t0, t1, t_base=1000.0):

@@ -14,7 +14,7 @@ from geoloc_node.records import GpsFix
 from geoloc_node.replay import BagInputError, replay
 from geoloc_node.report import compute_metrics, write_report
 
-CFG = GeolocConfig.from_flat({"tracking.n_particles": 300})
+CFG = GeolocConfig.from_flat({"tracking.n_particles": 600})
 REAL = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real_bags"
 if not REAL.exists():
     REAL = Path(os.environ.get("GEOLOC_REAL_BAGS", "/work/shared/fixtures/real_bags"))
