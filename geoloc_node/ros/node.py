@@ -91,7 +91,12 @@ def default_pipeline_factory(core_cfg, node_cfg):
         backend = (available_backends() or ["onnxruntime"])[0]
     if backend != "tensorrt":
         kwargs.pop("cache_dir", None)
-    encoder = load_encoder(core_cfg.model.path or None, backend, **kwargs)
+    model_path = core_cfg.model.path
+    if not model_path:  # '' = the shipped panorama model
+        from geoloc_node.models import shipped_model_path
+
+        model_path = shipped_model_path()
+    encoder = load_encoder(model_path, backend, **kwargs)
     try:
         return Pipeline(core_cfg, encoder, table)
     except BaseException:
