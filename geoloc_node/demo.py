@@ -39,13 +39,14 @@ DEFAULT_DURATION_S = 175.0
 DEMO_IMAGE_RATE_HZ = 5.0
 
 
-def default_model() -> Path:
-    """The shipped model's sidecar (ground branch) under geoloc_node/models."""
-    models = Path(__file__).parent / "models"
-    cands = sorted(models.glob("*pano*.json")) or sorted(models.glob("*.json"))
-    if not cands:
-        raise GeolocError(f"no shipped model in {models}: train one (geoloc train) or pass --model")
-    return cands[0]
+def default_model(mode: str = "panorama") -> Path:
+    """The shipped model's sidecar (ground branch) for a camera mode, from geoloc_node/models."""
+    from .models import shipped_model_path
+
+    try:
+        return shipped_model_path(mode)
+    except (FileNotFoundError, ValueError) as exc:
+        raise GeolocError(f"{exc}; or pass --model") from None
 
 
 def run_demo(out_dir, seed: int = DEFAULT_SEED, size_m: float = DEFAULT_SIZE_M, outage=DEFAULT_OUTAGE,
@@ -65,11 +66,11 @@ def run_demo(out_dir, seed: int = DEFAULT_SEED, size_m: float = DEFAULT_SIZE_M, 
         raise GeolocError(f"the synthetic world is not available ({exc})") from None
     from .table_builder import build_table_from_geotiff
 
+    model = Path(model) if model else default_model(camera)
     out = Path(out_dir)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    model = Path(model) if model else default_model()
     timings = {}
     t_all = t = time.perf_counter()
 
