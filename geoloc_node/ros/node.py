@@ -168,7 +168,8 @@ class GeolocNode(LifecycleNode):
         for spec in self._specs.values():
             self.declare_parameter(spec.name, spec.default, _descriptor(spec))
         self._values = {name: self.get_parameter(name).value for name in self._specs}
-        unknown = sorted(set(getattr(self, "_parameter_overrides", {})) - set(self._specs) - {"use_sim_time"})
+        unknown = sorted(name for name in getattr(self, "_parameter_overrides", {})
+                         if not self.has_parameter(name) and not name.startswith("qos_overrides."))
         if unknown:
             self.get_logger().warning(f"ignoring unknown parameters (typo in the YAML?): {', '.join(unknown)}")
         self.core_cfg, self.cfg = params.build_configs(self._values)  # invalid start-up values: raise, clearly
