@@ -274,6 +274,9 @@ class Pipeline:
             if self.filter is not None:
                 st["filter"] = {"initialized": self.filter.initialized, "last_init": self.filter.last_init,
                                 "ess": self.filter.ess(), "reinits": self.filter.reinits}
+                if self.filter.initialized:
+                    scale, bias = self.filter.odometry_calibration()
+                    st["filter"].update(odometry_scale=round(scale, 4), yaw_rate_bias=round(bias, 5))
             return st
 
     def latencies(self) -> dict:
