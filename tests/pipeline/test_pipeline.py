@@ -165,3 +165,11 @@ def test_panorama_heading_hypotheses_on_cold_start(world, table):
     true_yaw = math.radians(90.0 - drive.heading_deg(last.stamp - 1000.0))
     assert last.yaw is not None and abs(math.remainder(last.yaw - true_yaw, 2 * math.pi)) < math.radians(20)
     assert enc.calls < 8 * 30  # once the heading is known, one encoding per frame
+
+
+def test_odometry_scale_is_learned_while_gps_is_good(world, table):
+    drive = Drive(duration_s=90.0, seed=3)  # odometry reads 2 % long and its yaw drifts +0.002 rad/s
+    p = Pipeline(GeolocConfig(), FakeOracleEncoder(world), table)
+    feed(p, drive.events(table.frame))
+    f = p.status()["filter"]
+    assert abs(f["odometry_scale"] - 1 / 1.02) < 0.015 and f["yaw_rate_bias"] > 0.0
