@@ -20,7 +20,7 @@ setup(
     python_requires=">=3.10",
     # The runtime core: no torch, no tensorrt, no rclpy (those come from ROS or the extras below).
     install_requires=[
-        "numpy>=2.0",  # np.bitwise_count
+        "numpy>=1.24",  # 1.x too: ROS 2 Humble's message packages need it (the Jetson image)
         "pyproj>=3.4",
         "faiss-cpu>=1.8",
         "numba>=0.59",  # compiled window search (see geoloc_node/hamming_kernels.py)

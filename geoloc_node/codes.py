@@ -1,8 +1,9 @@
 """Binary hash codes: sign bits packed into bytes, compared by Hamming distance.
 
 A code of K bits is stored as K/8 bytes, most significant bit first (numpy's ``packbits`` order), so that a code written
-by one tool reads the same in every other. Hamming distance is a popcount of the XOR; ``np.bitwise_count`` (numpy >= 2)
-does it in C without a lookup table.
+by one tool reads the same in every other. Hamming distance is a popcount of the XOR: ``np.bitwise_count`` on
+numpy >= 2, a 256-entry lookup table on numpy 1.x (ROS 2 Humble's message packages are built against numpy 1, so the
+Jetson image runs the core there).
 """
 
 from __future__ import annotations
@@ -13,6 +14,17 @@ from .errors import CodeLengthError
 
 #: Code lengths the project supports end to end (model head, table, search).
 SUPPORTED_BITS = (64, 128, 256, 512)
+
+_POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def popcount(x: np.ndarray) -> np.ndarray:
+    """Number of set bits of each element of an unsigned integer array (same shape, uint8)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x)
+    x = np.asarray(x)  # numpy 1.x: count per byte through the table, then add the bytes of each element
+    counts = _POPCOUNT8[x.view(np.uint8)]
+    return counts.reshape(*x.shape, x.dtype.itemsize).sum(axis=-1, dtype=np.uint8)
 
 
 def check_bits(bits: int) -> int:
@@ -70,4 +82,4 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = as_codes(b)
     if a.shape[-1] != b.shape[-1]:
         raise CodeLengthError(f"cannot compare codes of {a.shape[-1] * 8} and {b.shape[-1] * 8} bits")
-    return np.bitwise_count(np.bitwise_xor(a, b)).sum(axis=-1, dtype=np.int32)
+    return popcount(np.bitwise_xor(a, b)).sum(axis=-1, dtype=np.int32)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import hamming_kernels
-from .codes import as_codes
+from .codes import as_codes, popcount
 from .errors import CodeLengthError, CoordinateError
 from .table import RegionTable
 
@@ -91,7 +91,7 @@ class TableSearch:
         """Hamming distances from ``code`` to the given tiles (int32, same order)."""
         q = self._query(code).view(np.uint64)
         sub = self._codes64(heading_bin)[np.asarray(indices, dtype=np.int64)]
-        return np.bitwise_count(sub ^ q).sum(axis=1, dtype=np.int32)
+        return popcount(sub ^ q).sum(axis=1, dtype=np.int32)
 
     def topk_window(self, code: np.ndarray, east: float, north: float, radius_m: float, k: int = 5,
                     heading_bin: int = 0) -> Matches:

@@ -50,3 +50,16 @@ def test_bad_codes_are_refused_with_clear_errors():
         hamming(np.zeros(32, np.uint8), np.zeros(16, np.uint8))
     with pytest.raises(ValueError, match="NaN"):
         pack_signs(np.full(64, np.nan))
+
+
+def test_popcount_lookup_table_agrees_with_numpy(monkeypatch):
+    """The numpy 1.x path (lookup table) gives the same counts as np.bitwise_count."""
+    from geoloc_node import codes
+
+    x = np.random.default_rng(3).integers(0, 2**63, (50, 4), dtype=np.uint64)
+    want = np.bitwise_count(x)
+    monkeypatch.delattr(np, "bitwise_count")
+    got = codes.popcount(x)
+    assert np.array_equal(got, want)
+    a, b = x[:1].view(np.uint8), x.view(np.uint8)
+    assert np.array_equal(codes.hamming(a, b), np.unpackbits(a ^ b, axis=-1).sum(axis=-1))
