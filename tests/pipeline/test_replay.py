@@ -47,6 +47,9 @@ def test_replay_full_chain_with_report(world, table, drive_bag, tmp_path):
     paths = write_report(res, m, tmp_path / "out", table=table)
     assert json.loads(paths["json"].read_text())["inside_outage"]["filter"]["n"] > 0 and paths["png"].stat().st_size
     counts, total = read_counts(tmp_path / "out" / "bag")
+    mcap_ros2 = pytest.importorskip("mcap_ros2.reader")  # what Foxglove-style tools decode with
+    decoded = sum(1 for _ in mcap_ros2.read_ros2_messages(next((tmp_path / "out" / "bag").glob("*.mcap"))))
+    assert decoded == total
     assert counts["/geoloc_node/fix"] > 100 and counts["/geoloc_node/state"] >= 2 and counts["/diagnostics"] > 10
     assert counts["/geoloc_node/markers"] > 10 and total == res.counts["output_messages"]
 
