@@ -73,6 +73,11 @@ def register(subparsers) -> None:
     p.add_argument("--weight-decay", type=float, default=t.weight_decay)
     p.add_argument("--hard-negative-frac", type=float, default=t.hard_negative_frac)
     p.add_argument("--freeze-backbone", action="store_true", help="train only the hash heads")
+    p.add_argument("--backbone-lr-mult", type=float, default=1.0, help="learning-rate factor of the backbone "
+                                                                       "(< 1: gentle fine-tuning, batch norms frozen)")
+    p.add_argument("--tile-jitter-m", type=float, default=0.0, help="synth: move training aerial tiles up to this "
+                                                                    "far (table tiles sit on a grid)")
+    p.add_argument("--init", default=None, help="start from this checkpoint's weights (fine-tuning)")
     p.add_argument("--time-budget-min", type=float, default=0.0, help="stop cleanly after this many minutes")
     p.add_argument("--seed", type=int, default=t.seed)
     p.add_argument("--threads", type=int, default=t.threads)
@@ -118,8 +123,11 @@ def load_pairs(args, cfg, split: str):
 
     if args.data == "synth":
         if split == "train":
-            return data.synth_pairs_cached(args.seeds, args.pairs_per_world, cfg, args.cache_dir, args.world_size_m,
-                                           args.tile_size_m)
+            p = data.synth_pairs_cached(args.seeds, args.pairs_per_world, cfg, args.cache_dir, args.world_size_m,
+                                        args.tile_size_m)
+            if getattr(args, "tile_jitter_m", 0.0) > 0:
+                p = data.jitter_aerial(p, cfg, args.tile_jitter_m, args.seed, args.world_size_m, args.tile_size_m)
+            return p
         return data.synth_pairs_cached([args.val_seed], args.val_pairs, cfg, args.cache_dir, args.world_size_m,
                                        args.tile_size_m)
     if args.data == "cvusa":
@@ -149,7 +157,8 @@ def cmd_train(args) -> int:
         tcfg = TrainConfig(epochs=args.epochs, batch=args.batch, lr=args.lr, weight_decay=args.weight_decay,
                            hard_negative_frac=args.hard_negative_frac, time_budget_min=args.time_budget_min,
                            seed=args.seed, threads=args.threads, out_dir=args.out_dir,
-                           rot90_aug=args.aerial_preprocess == "raw", freeze_backbone=args.freeze_backbone)
+                           rot90_aug=args.aerial_preprocess == "raw", freeze_backbone=args.freeze_backbone,
+                           backbone_lr_mult=args.backbone_lr_mult, init_checkpoint=args.init)
         t0 = time.time()
         tr = load_pairs(args, mcfg, "train")
         va = load_pairs(args, mcfg, "val")

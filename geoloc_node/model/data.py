@@ -192,6 +192,27 @@ def synth_pairs_cached(seeds, n_per_world: int, cfg: ModelConfig, cache_dir, wor
     return PairArrays.concat(parts)
 
 
+def jitter_aerial(pairs: PairArrays, cfg: ModelConfig, jitter_m: float, seed: int = 0, world_size_m: float = 700.0,
+                  tile_size_m: float = 50.0) -> PairArrays:
+    """Re-cut the aerial views of synthetic pairs with their centres moved up to ``jitter_m`` metres (uniform in a
+    square): a region table's tiles sit on a grid, up to half a stride from the vehicle, and the codes must tolerate
+    that. Only the orthophoto is re-cut (fast); the rendered ground views are kept."""
+    from ..synth.world import WorldConfig, make_world
+
+    if pairs.en is None or pairs.group is None:
+        raise ValueError("jitter_aerial needs positions and world seeds (synthetic pairs)")
+    rng = np.random.default_rng(seed)
+    aerial = pairs.aerial.copy()
+    for g in np.unique(pairs.group):
+        idx = np.where(pairs.group == g)[0]
+        world = make_world(WorldConfig(size_m=world_size_m, seed=int(g)))
+        off = rng.uniform(-jitter_m, jitter_m, (len(idx), 2))
+        tiles = np.stack([crop_aerial(world, e + de, n + dn, tile_size_m)
+                          for (e, n), (de, dn) in zip(pairs.en[idx], off)])
+        aerial[idx] = preprocess_aerial(tiles, cfg, None if pairs.heading is None else pairs.heading[idx])
+    return PairArrays(pairs.ground, aerial, pairs.en, pairs.group, pairs.heading, pairs.name + f"-jit{jitter_m:g}")
+
+
 # -- CVUSA folder layout -------------------------------------------------------------------------------------------
 def cvusa_pairs(root, split: str, cfg: ModelConfig, limit: int | None = None) -> PairArrays:
     """Pairs listed in ``root/splits/{train,val}-19zl.csv`` (CVUSA: ``aerial,ground[,...]`` paths relative to root).

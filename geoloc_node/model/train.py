@@ -52,6 +52,8 @@ class TrainConfig:
     heading_noise_deg: float = 3.0
     rot90_aug: bool = False  # raw aerial (drone/satellite): rotate the aerial view by multiples of 90 degrees
     freeze_backbone: bool = False  # train only the hash heads (a pretrained backbone on very little data)
+    init_checkpoint: str | None = None  # start from these weights (same model config), fresh optimiser
+    backbone_lr_mult: float = 1.0  # < 1: fine-tune a pretrained backbone gently (its batch norms stay frozen)
     seed: int = 0
     threads: int = 2
     time_budget_min: float = 0.0  # stop cleanly after this many minutes (0: no limit)
@@ -173,18 +175,27 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, train_pairs: PairArrays, val_pai
     main = rank == 0
 
     model = CrossViewHasher(mcfg).to(device)
+    if tcfg.init_checkpoint:
+        init = torch.load(tcfg.init_checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(init["model"])
+        if main:
+            log(f"initialised from {tcfg.init_checkpoint} (epoch {init.get('epoch', '?')})")
     if tcfg.freeze_backbone:
         for br in (model.ground, model.aerial):
             for p in br.backbone.parameters():
                 p.requires_grad_(False)
     logit_scale = torch.nn.Parameter(torch.tensor(math.log(1.0 / tcfg.init_temperature), device=device))
-    decay, no_decay = [], []
+    groups: dict[tuple[bool, bool], list] = {}
     for n_, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim < 2 or "pos_embed" in n_ or "pos_weights" in n_ else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": tcfg.weight_decay},
-                             {"params": no_decay + [logit_scale], "weight_decay": 0.0}], lr=tcfg.lr)
+        is_backbone = ".backbone." in n_ and tcfg.backbone_lr_mult != 1.0
+        no_wd = p.ndim < 2 or "pos_embed" in n_ or "pos_weights" in n_
+        groups.setdefault((is_backbone, no_wd), []).append(p)
+    groups.setdefault((False, True), []).append(logit_scale)
+    opt = torch.optim.AdamW([{"params": ps, "weight_decay": 0.0 if no_wd else tcfg.weight_decay,
+                              "lr": tcfg.lr * (tcfg.backbone_lr_mult if bb else 1.0)}
+                             for (bb, no_wd), ps in groups.items()], lr=tcfg.lr)
     steps_per_epoch = max(1, len(train_pairs) // (tcfg.batch * world))
     total = steps_per_epoch * tcfg.epochs
     warm = max(1, int(total * tcfg.warmup_frac))
@@ -216,7 +227,7 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, train_pairs: PairArrays, val_pai
         rng = np.random.default_rng(tcfg.seed + 7 * epoch)
         batches = make_batches(train_pairs, tcfg.batch, tcfg, rng)[rank::world][:steps_per_epoch]
         net.train()
-        if tcfg.freeze_backbone:  # frozen: keep batch-norm statistics and dropout as pretrained
+        if tcfg.freeze_backbone or tcfg.backbone_lr_mult < 1.0:  # keep batch-norm statistics as pretrained
             model.ground.backbone.eval()
             model.aerial.backbone.eval()
         it = batches
