@@ -174,7 +174,15 @@ class BagSource:
         conns = [c for c in self.reader.connections if c.topic in kinds and c.topic is not None]
         if not conns:  # an empty selection would mean "every topic" to rosbags
             return
-        for conn, _, raw in self.reader.messages(connections=conns):
+        it = self.reader.messages(connections=conns)
+        while True:
+            try:
+                conn, _, raw = next(it)
+            except StopIteration:
+                return
+            except Exception as exc:  # noqa: BLE001 - a truncated or corrupt file: keep what was read
+                yield "error", None, f"reading the bag stopped early ({type(exc).__name__}: {exc})"
+                return
             kind = kinds[conn.topic]
             try:
                 msg = self._stores[conn.id].deserialize_cdr(raw, conn.msgtype)
@@ -365,6 +373,9 @@ def replay(bag, out_dir, config: GeolocConfig, encoder=None, table=None, outages
             counts["messages"] += 1
             if bar is not None:
                 bar.update(1)
+            if kind == "error":
+                res.warnings.append(err + "; the output holds what came before")
+                break
             if msg is None:
                 counts["undecodable"] += 1
                 _warn_once(res, err)

@@ -181,3 +181,16 @@ def test_real_odd_bags_replay_without_error(name, tmp_path):
     rc = cli.main(["replay", str(REAL / name), "--no-progress", "--out", str(tmp_path / "o")])
     assert rc == 0
     assert (tmp_path / "o" / "report.json").exists()
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_truncated_bag_replays_what_it_can_or_exits_2(table, tmp_path, storage):
+    f = table.frame
+    bag = write_bag(tmp_path / "b", _gps_items([gps_fix(f, 100.0 + 0.1 * i, 0.0, 0.0) for i in range(3000)]),
+                    storage=storage)
+    data = next(p for p in bag.iterdir() if p.suffix in (".mcap", ".db3"))
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    rc = cli.main(["replay", str(bag), "--no-progress", "--out", str(tmp_path / "o")])
+    assert rc in (0, 2)
+    if rc == 0:
+        assert (tmp_path / "o" / "report.json").exists()
