@@ -39,6 +39,9 @@ DEFAULT_DURATION_S = 175.0
 DEMO_IMAGE_RATE_HZ = 5.0
 
 
+#: marks a folder as a demo output that a later run may empty
+_MARKER = ".geoloc_demo"
+
 def default_model(mode: str = "panorama") -> Path:
     """The shipped model's sidecar (ground branch) for a camera mode, from geoloc_node/models."""
     from .models import shipped_model_path
@@ -69,8 +72,12 @@ def run_demo(out_dir, seed: int = DEFAULT_SEED, size_m: float = DEFAULT_SIZE_M, 
     model = Path(model) if model else default_model(camera)
     out = Path(out_dir)
     if out.exists():
+        # Only ever delete an earlier demo's output: a mistyped --out must not wipe someone's folder.
+        if any(out.iterdir()) and not (out / _MARKER).exists():
+            raise GeolocError(f"{out} exists and is not an earlier demo output; choose another --out")
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    (out / _MARKER).write_text("written by geoloc demo; the next run empties this folder\n")
     timings = {}
     t_all = t = time.perf_counter()
 

@@ -20,3 +20,16 @@ def test_format_table_prints_the_three_rows():
          "report": "r.json", "report_png": "r.png", "bag": "bag"}
     text = format_table(r)
     assert "full filter" in text and "single frame" in text and "odometry alone" in text and "r.json" in text
+
+
+def test_demo_refuses_to_empty_a_folder_it_did_not_write(tmp_path):
+    import pytest
+
+    from geoloc_node.demo import run_demo
+    from geoloc_node.errors import GeolocError
+
+    keep = tmp_path / "precious.txt"
+    keep.write_text("not a demo output")
+    with pytest.raises(GeolocError, match="not an earlier demo output"):
+        run_demo(tmp_path)
+    assert keep.read_text() == "not a demo output"
