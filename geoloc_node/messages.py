@@ -8,12 +8,15 @@ node and the replay tool, and neither imports the other's library here.
   (the caller counts and skips it); a NaN fix is kept as is, the health monitor judges it.
 * out: ``*_fields`` functions return keyword dictionaries for NavSatFix, PoseWithCovarianceStamped, String,
   MarkerArray and DiagnosticArray given a ``types`` callable that maps a ROS type name such as
-  ``"sensor_msgs/msg/NavSatFix"`` to its class (``typestore.types.__getitem__`` in replay; an import in the node).
+  ``"sensor_msgs/msg/NavSatFix"`` to its class (``typestore.types.__getitem__`` in replay;
+  ``geoloc_node.ros.outputs.rclpy_type`` in the node). This is the only place that decides the output conventions
+  (status, covariance type, altitude, marker layout, diagnostic levels): the node and a replayed bag cannot differ.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -117,78 +120,23 @@ def frame_from_msg(msg) -> CameraFrame:
 
 
 # -- out --------------------------------------------------------------------------------------------------------
-def _header(types, stamp: float, frame_id: str):
-    sec = math.floor(stamp)
-    nsec = min(int(round((stamp - sec) * 1e9)), 999_999_999)
-    return types("std_msgs/msg/Header")(stamp=types("builtin_interfaces/msg/Time")(sec=int(sec), nanosec=nsec),
-                                        frame_id=frame_id)
+# The node (geoloc_node/ros/outputs.py, rclpy classes) and the replay tool (rosbags typestore classes) both build their
+# messages here, so that a replayed bag carries the estimates exactly as the node publishes them. Every constructor
+# gets every field (rosbags dataclasses have no defaults); fields a distribution's type lacks are dropped (Humble's
+# Marker has no texture/mesh_file).
 
-
-def quaternion_fields(yaw: float) -> dict:
-    return {"x": 0.0, "y": 0.0, "z": math.sin(yaw / 2.0), "w": math.cos(yaw / 2.0)}
-
-
-def navsatfix_fields(types, est, frame_id: str = "map") -> dict:
-    """NavSatFix of an estimate (status FIX when trustworthy, else NO_FIX; covariance DIAGONAL/KNOWN in ENU)."""
-    cov = np.zeros(9)
-    cov[0], cov[1], cov[3], cov[4] = est.cov[0, 0], est.cov[0, 1], est.cov[1, 0], est.cov[1, 1]
-    cov[8] = 1e6  # no altitude information
-    status = types("sensor_msgs/msg/NavSatStatus")(status=0 if est.trustworthy else -1, service=0)
-    return {"header": _header(types, est.stamp, frame_id), "status": status, "latitude": float(est.lat),
-            "longitude": float(est.lon), "altitude": 0.0, "position_covariance": cov,
-            "position_covariance_type": 3}
-
-
-def pose_fields(types, est, frame_id: str = "map") -> dict:
-    """PoseWithCovarianceStamped (ENU metres in ``frame_id``; 6x6 covariance, unknown axes at 1e6)."""
-    cov = np.zeros(36)
-    cov[0], cov[1], cov[6], cov[7] = est.cov[0, 0], est.cov[0, 1], est.cov[1, 0], est.cov[1, 1]
-    cov[14] = cov[21] = cov[28] = 1e6
-    cov[35] = 1e6 if est.yaw is None else float(getattr(est, "yaw_var", 0.1))
-    pose = types("geometry_msgs/msg/Pose")(
-        position=types("geometry_msgs/msg/Point")(x=float(est.east), y=float(est.north), z=0.0),
-        orientation=types("geometry_msgs/msg/Quaternion")(**quaternion_fields(est.yaw or 0.0)))
-    pwc = types("geometry_msgs/msg/PoseWithCovariance")(pose=pose, covariance=cov)
-    return {"header": _header(types, est.stamp, frame_id), "pose": pwc}
-
-
-def string_fields(types, text: str) -> dict:
-    return {"data": text}
-
-
-def marker_array_fields(types, est, frame_id: str = "map", ns: str = "geoloc_topk") -> dict:
-    """MarkerArray: a sphere per top-k tile (green = best), a DELETEALL first so stale markers disappear."""
-    Marker = types("visualization_msgs/msg/Marker")
-    markers = [_marker(types, Marker, est.stamp, frame_id, ns, 0, 3, 0.0, 0.0, (0, 0, 0, 0), 0.0)]  # DELETEALL
-    topk = est.topk or ()
-    dists = [d for (_, _, d) in topk]
-    dmin, dmax = (min(dists), max(dists)) if dists else (0, 1)
-    for i, (e, n, d) in enumerate(topk):
-        t = 0.0 if dmax == dmin else (d - dmin) / (dmax - dmin)
-        markers.append(_marker(types, Marker, est.stamp, frame_id, ns, i + 1, 0, e, n, (t, 1.0 - t, 0.0, 0.8), 6.0))
-    return {"markers": markers}
-
-
-def _marker(types, Marker, stamp, frame_id, ns, mid, action, e, n, rgba, size):
-    fields = {
-        "header": _header(types, stamp, frame_id), "ns": ns, "id": int(mid), "type": 2, "action": int(action),
-        "pose": types("geometry_msgs/msg/Pose")(
-            position=types("geometry_msgs/msg/Point")(x=float(e), y=float(n), z=0.0),
-            orientation=types("geometry_msgs/msg/Quaternion")(x=0.0, y=0.0, z=0.0, w=1.0)),
-        "scale": types("geometry_msgs/msg/Vector3")(x=size, y=size, z=size),
-        "color": types("std_msgs/msg/ColorRGBA")(r=float(rgba[0]), g=float(rgba[1]), b=float(rgba[2]),
-                                                   a=float(rgba[3])),
-        "lifetime": types("builtin_interfaces/msg/Duration")(sec=0, nanosec=0), "frame_locked": False,
-        "points": [], "colors": [], "texture_resource": "",
-        "texture": types("sensor_msgs/msg/CompressedImage")(header=_header(types, 0.0, ""), format="",
-                                                            data=np.zeros(0, np.uint8)),
-        "uv_coordinates": [], "text": "", "mesh_resource": "",
-        "mesh_file": types("visualization_msgs/msg/MeshFile")(filename="", data=np.zeros(0, np.uint8)),
-        "mesh_use_embedded_materials": False,
-    }
-    # Humble's Marker lacks the texture/mesh_file fields of Jazzy: keep only the fields this type has.
-    names = _field_names(Marker)
-    return Marker(**{k: v for k, v in fields.items() if names is None or k in names})
+#: sensor_msgs/NavSatStatus and NavSatFix constants (the same on Humble and Jazzy; Humble lacks SERVICE_UNKNOWN).
+STATUS_NO_FIX, STATUS_FIX = -1, 0
+SERVICE_UNKNOWN = 0
+COVARIANCE_TYPE_UNKNOWN, COVARIANCE_TYPE_DIAGONAL_KNOWN, COVARIANCE_TYPE_KNOWN = 0, 2, 3
+#: visualization_msgs/Marker constants.
+MARKER_LINE_STRIP, MARKER_CUBE_LIST, MARKER_TEXT_VIEW_FACING = 4, 6, 9
+MARKER_ADD, MARKER_DELETE = 0, 2
+#: diagnostic_msgs/DiagnosticStatus levels.
+LEVEL_OK, LEVEL_WARN, LEVEL_ERROR, LEVEL_STALE = 0, 1, 2, 3
+#: Defaults of the node's ``altitude_variance_m2`` and ``unknown_variance`` parameters (tests/ros checks they agree).
+ALTITUDE_VARIANCE_M2 = 1.0e4
+UNKNOWN_VARIANCE = 1.0e6
 
 
 def _field_names(cls):
@@ -199,34 +147,252 @@ def _field_names(cls):
     return None
 
 
-#: Health state -> DiagnosticStatus level (OK, WARN, ERROR).
-DIAG_LEVEL = {"HEALTHY": 0, "DEGRADED": 1, "LOST": 2}
+def _new(types, name: str, **fields):
+    """``types(name)(**fields)`` keeping only the fields that this distribution's type has."""
+    cls = types(name)
+    names = _field_names(cls)
+    return cls(**{k: v for k, v in fields.items() if names is None or k in names})
 
 
-def diagnostic_array_fields(types, stamp: float, status: dict, name: str = "geoloc_node") -> dict:
-    """DiagnosticArray from :meth:`Pipeline.status`: level from the GPS health, every entry as a key/value."""
-    KeyValue = types("diagnostic_msgs/msg/KeyValue")
-    health = status.get("health", {})
-    level = DIAG_LEVEL.get(health.get("state", "LOST"), 2)
-    message = f"GPS {health.get('state', '?')}: {health.get('reason', '')}"
-    if status.get("fallback_active"):
-        message += "; visual fallback active"
-    values = [KeyValue(key=k, value=str(v)) for k, v in _flatten_status(status).items()]
-    st = types("diagnostic_msgs/msg/DiagnosticStatus")(level=bytes([level]) if _level_is_bytes(types) else level,
-                                                       name=name, message=message, hardware_id="", values=values)
-    return {"header": _header(types, stamp, ""), "status": [st]}
+def time_msg(types, stamp):
+    """Float seconds (or anything with ``sec``/``nanosec``) -> builtin_interfaces/Time, rounded to the nanosecond,
+    never negative."""
+    if hasattr(stamp, "sec") and hasattr(stamp, "nanosec"):
+        ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+    else:
+        s = float(stamp)
+        ns = int(round(s * 1e9)) if math.isfinite(s) else 0
+    ns = max(ns, 0)
+    return types("builtin_interfaces/msg/Time")(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
-def _level_is_bytes(types) -> bool:
-    # rclpy's DiagnosticStatus.level is a byte (bytes of length 1); rosbags uses an int.
-    return not hasattr(types("diagnostic_msgs/msg/DiagnosticStatus"), "__dataclass_fields__")
+def header_msg(types, stamp, frame_id: str):
+    return types("std_msgs/msg/Header")(stamp=time_msg(types, stamp), frame_id=str(frame_id))
 
 
-def _flatten_status(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten_status(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
+def quaternion_fields(yaw: float) -> dict:
+    return {"x": 0.0, "y": 0.0, "z": math.sin(yaw / 2.0), "w": math.cos(yaw / 2.0)}
+
+
+def cov2(est) -> np.ndarray | None:
+    """The estimate's east/north covariance (symmetrised, m^2), or None when it is missing, not finite or not
+    positive."""
+    c = getattr(est, "cov", None)
+    if c is None:
+        return None
+    cov = np.asarray(c, dtype=np.float64)
+    if cov.size != 4:
+        return None
+    cov = cov.reshape(2, 2)
+    if not np.isfinite(cov).all() or cov[0, 0] <= 0.0 or cov[1, 1] <= 0.0:
+        return None
+    return 0.5 * (cov + cov.T)
+
+
+def navsatfix_fields(types, est, *, frame_id: str = "base_link", altitude: float = math.nan,
+                     altitude_variance_m2: float = ALTITUDE_VARIANCE_M2) -> dict:
+    """NavSatFix of an estimate, with the conventions navsat_transform expects (docs/ros.md, "~/fix conventions"):
+
+    * ``status.status`` FIX only when the estimate is trustworthy and every number is finite, else NO_FIX;
+      ``status.service`` SERVICE_UNKNOWN (no constellation produced this fix). Never NaN together with FIX.
+    * ``position_covariance`` ENU row-major in m^2: east/north from the estimate, up = ``altitude_variance_m2``; type
+      DIAGONAL_KNOWN when the east/north covariance is diagonal, KNOWN otherwise (UNKNOWN, all zeros, with NO_FIX when
+      there is no usable covariance).
+    * ``altitude``: the last finite GPS altitude (the fallback estimates east/north only), 0.0 before any.
+    """
+    lat, lon = float(est.lat), float(est.lon)
+    cov = cov2(est)
+    alt = float(altitude) if altitude is not None and math.isfinite(float(altitude)) else 0.0
+    finite = math.isfinite(lat) and math.isfinite(lon)
+    fix = finite and cov is not None and bool(est.trustworthy)
+    if cov is None:
+        pc = np.zeros(9)
+        ctype = COVARIANCE_TYPE_UNKNOWN
+    else:
+        pc = np.array([cov[0, 0], cov[0, 1], 0.0, cov[1, 0], cov[1, 1], 0.0, 0.0, 0.0, float(altitude_variance_m2)],
+                      dtype=np.float64)
+        ctype = COVARIANCE_TYPE_DIAGONAL_KNOWN if cov[0, 1] == 0.0 else COVARIANCE_TYPE_KNOWN
+    status = types("sensor_msgs/msg/NavSatStatus")(status=STATUS_FIX if fix else STATUS_NO_FIX,
+                                                   service=SERVICE_UNKNOWN)
+    return {"header": header_msg(types, est.stamp, frame_id), "status": status,
+            "latitude": lat if finite else 0.0, "longitude": lon if finite else 0.0, "altitude": alt,
+            "position_covariance": pc, "position_covariance_type": ctype}
+
+
+def pose_fields(types, est, *, frame_id: str = "map", altitude_variance_m2: float = ALTITUDE_VARIANCE_M2,
+                unknown_variance: float = UNKNOWN_VARIANCE) -> dict:
+    """PoseWithCovarianceStamped in the map frame (ENU tangent plane at the table origin): x east, y north, z 0.
+    Orientation: the ENU yaw when estimated, else identity with ``unknown_variance``; roll/pitch ``unknown_variance``
+    (never -1, which robot_localization rejects); z ``altitude_variance_m2``."""
+    yaw = getattr(est, "yaw", None)
+    has_yaw = yaw is not None and math.isfinite(float(yaw))
+    q = quaternion_fields(float(yaw)) if has_yaw else {"x": 0.0, "y": 0.0, "z": 0.0, "w": 1.0}
+    cov = cov2(est)
+    if cov is None:
+        cov = np.eye(2) * float(unknown_variance)
+    c = np.zeros(36)
+    c[0], c[1], c[6], c[7] = cov[0, 0], cov[0, 1], cov[1, 0], cov[1, 1]
+    c[14] = float(altitude_variance_m2)
+    c[21] = c[28] = float(unknown_variance)
+    yaw_var = getattr(est, "yaw_var", None)
+    c[35] = (float(yaw_var) if (has_yaw and yaw_var is not None and math.isfinite(float(yaw_var)))
+             else float(unknown_variance))
+    east, north = float(est.east), float(est.north)
+    pose = types("geometry_msgs/msg/Pose")(
+        position=types("geometry_msgs/msg/Point")(x=east, y=north, z=0.0),
+        orientation=types("geometry_msgs/msg/Quaternion")(**q))
+    return {"header": header_msg(types, est.stamp, frame_id),
+            "pose": types("geometry_msgs/msg/PoseWithCovariance")(pose=pose, covariance=c)}
+
+
+def string_fields(types, text: str) -> dict:
+    return {"data": text}
+
+
+# -- markers
+def ellipse_points_en(east: float, north: float, cov: np.ndarray, sigma: float = 2.0, n: int = 48) -> np.ndarray:
+    """(n + 1, 2) east/north points of the ``sigma`` covariance ellipse around (east, north), closed."""
+    w, v = np.linalg.eigh(cov)
+    axes = v * (sigma * np.sqrt(np.maximum(w, 0.0)))
+    t = np.linspace(0.0, 2.0 * math.pi, n + 1)
+    xy = axes @ np.stack([np.cos(t), np.sin(t)], axis=0)
+    return np.stack([east + xy[0], north + xy[1]], axis=1)
+
+
+def topk_en(topk) -> np.ndarray:
+    """East/north (m) of the top-k tiles: from ``(east, north, distance)`` tuples or an object with ``.en``."""
+    if topk is None:
+        return np.zeros((0, 2))
+    if hasattr(topk, "en"):
+        return np.asarray(topk.en, dtype=np.float64).reshape(-1, 2)
+    rows = [tuple(r)[:2] for r in topk]
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 2)
+
+
+def _point(types, e, n, z=0.0):
+    return types("geometry_msgs/msg/Point")(x=float(e), y=float(n), z=float(z))
+
+
+def _color(types, r, g, b, a=1.0):
+    return types("std_msgs/msg/ColorRGBA")(r=float(r), g=float(g), b=float(b), a=float(a))
+
+
+def _marker(types, stamp, frame_id, ns, mtype, *, action=MARKER_ADD, position=(0.0, 0.0, 0.0), scale=(1.0, 1.0, 1.0),
+            color=(0.0, 0.0, 0.0, 0.0), points=(), colors=(), text=""):
+    return _new(
+        types, "visualization_msgs/msg/Marker",
+        header=header_msg(types, stamp, frame_id), ns=ns, id=0, type=int(mtype), action=int(action),
+        pose=types("geometry_msgs/msg/Pose")(position=_point(types, *position),
+                                             orientation=types("geometry_msgs/msg/Quaternion")(x=0.0, y=0.0, z=0.0,
+                                                                                               w=1.0)),
+        scale=types("geometry_msgs/msg/Vector3")(x=float(scale[0]), y=float(scale[1]), z=float(scale[2])),
+        color=_color(types, *color), lifetime=types("builtin_interfaces/msg/Duration")(sec=0, nanosec=0),
+        frame_locked=False, points=list(points), colors=list(colors), texture_resource="",
+        texture=types("sensor_msgs/msg/CompressedImage")(header=header_msg(types, 0.0, ""), format="",
+                                                         data=np.zeros(0, np.uint8)),
+        uv_coordinates=[], text=str(text), mesh_resource="",
+        mesh_file=types("visualization_msgs/msg/MeshFile")(filename="", data=np.zeros(0, np.uint8)),
+        mesh_use_embedded_materials=False)
+
+
+def marker_array_fields(types, est, *, frame_id: str = "map", gps_trail=(), estimate_trail=(),
+                        tile_size_m: float = 10.0) -> dict:
+    """MarkerArray: top-k tiles (cubes, red = best), the 2-sigma covariance ellipse, GPS (green) and estimate (blue)
+    trails and a text label with the state, in the map frame, stamped with the estimate's time. A marker with
+    nothing to show is sent as DELETE (fixed namespaces and ids: RViz replaces, never accumulates)."""
+    stamp = est.stamp
+    east, north = float(est.east), float(est.north)
+    out = []
+
+    en = topk_en(getattr(est, "topk", None))
+    k = len(en)
+    tile = max(float(tile_size_m), 0.1)
+    out.append(_marker(types, stamp, frame_id, "topk_tiles", MARKER_CUBE_LIST,
+                       action=MARKER_ADD if k else MARKER_DELETE, scale=(tile, tile, 0.2),
+                       points=[_point(types, e, n) for e, n in en],
+                       colors=[_color(types, 1.0, 0.8 * (i / max(k - 1, 1)), 0.0, 0.6) for i in range(k)]))
+
+    cov = cov2(est)
+    ok = cov is not None and math.isfinite(east) and math.isfinite(north)
+    ell = [_point(types, e, n) for e, n in ellipse_points_en(east, north, cov)] if ok else []
+    out.append(_marker(types, stamp, frame_id, "covariance", MARKER_LINE_STRIP,
+                       action=MARKER_ADD if ok else MARKER_DELETE, scale=(0.5, 0.0, 0.0),
+                       color=(1.0, 0.0, 1.0, 1.0), points=ell))
+
+    for ns, trail, color in (("gps_trail", gps_trail, (0.0, 0.9, 0.0, 1.0)),
+                             ("estimate_trail", estimate_trail, (0.1, 0.4, 1.0, 1.0))):
+        pts = [_point(types, e, n) for e, n in trail]
+        out.append(_marker(types, stamp, frame_id, ns, MARKER_LINE_STRIP,
+                           action=MARKER_ADD if len(pts) >= 2 else MARKER_DELETE, scale=(0.8, 0.0, 0.0),
+                           color=color, points=pts))
+
+    sigma = math.sqrt(math.sqrt(max(float(np.linalg.det(cov)), 0.0))) if cov is not None else float("nan")
+    text = (f"{'FALLBACK' if est.fallback_active else 'gps ok'} {getattr(est, 'source', '')} "
+            f"conf {float(getattr(est, 'confidence', float('nan'))):.2f} +-{sigma:.1f} m")
+    out.append(_marker(types, stamp, frame_id, "state", MARKER_TEXT_VIEW_FACING,
+                       position=(east if math.isfinite(east) else 0.0, north if math.isfinite(north) else 0.0, 8.0),
+                       scale=(0.0, 0.0, 4.0), color=(1.0, 1.0, 1.0, 1.0), text=text))
+    return {"markers": out}
+
+
+# -- diagnostics
+def _flatten(prefix: str, value, out: list) -> None:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    elif isinstance(value, float):
+        out.append((prefix, f"{value:.6g}"))
+    else:
+        out.append((prefix, str(value)))
+
+
+def flatten_values(d: Mapping) -> list[tuple[str, str]]:
+    """A nested dict as (dotted key, text) pairs (``latency.encode.mean_ms`` ...; floats to 6 significant digits)."""
+    out: list = []
+    _flatten("", d, out)
     return out
+
+
+def _level(cls, level):
+    """An int or a one-byte ``bytes`` level as the type's ``level`` field wants it (rclpy: bytes; rosbags: int)."""
+    lv = level[0] if isinstance(level, bytes | bytearray) else int(level)
+    return lv if hasattr(cls, "__dataclass_fields__") else bytes([lv])
+
+
+def diagnostic_status_msg(types, name: str, level, message: str, values: Mapping, hardware_id: str = "geoloc_node"):
+    cls = types("diagnostic_msgs/msg/DiagnosticStatus")
+    KeyValue = types("diagnostic_msgs/msg/KeyValue")
+    return cls(level=_level(cls, level), name=name, message=message, hardware_id=hardware_id,
+               values=[KeyValue(key=k, value=v) for k, v in flatten_values(values)])
+
+
+def diagnostic_array_fields(types, stamp, statuses) -> dict:
+    return {"header": header_msg(types, stamp, ""), "status": list(statuses)}
+
+
+#: Names of the node's two statuses in /diagnostics.
+LOCALIZATION_STATUS, INPUTS_STATUS = "geoloc_node: localization", "geoloc_node: inputs"
+
+
+def localization_diagnostic(status: Mapping, *, lifecycle_state: str = "active", last_error: str | None = None,
+                            publish_policy: str = "fallback_only", fallback_default: bool = False
+                            ) -> tuple[int, str, dict]:
+    """(level, message, values) of the "geoloc_node: localization" status from :meth:`Pipeline.status`: OK while GPS
+    is healthy, WARN with the visual fallback active (or when not active), ERROR when GPS is lost without a fallback
+    estimate or configure failed."""
+    status = dict(status)
+    health = status.get("health", {}) if isinstance(status.get("health"), Mapping) else {}
+    hstate = str(health.get("state", status.get("health_state", "?")))
+    reason = str(health.get("reason", status.get("health_reason", "")))
+    fallback = bool(status.get("fallback_active", fallback_default))
+    if lifecycle_state != "active":
+        level = LEVEL_ERROR if last_error else LEVEL_WARN
+        message = last_error or f"{lifecycle_state}: not processing (lifecycle: configure, then activate)"
+    elif hstate == "HEALTHY":
+        level, message = LEVEL_OK, "GPS healthy; fallback idle"
+    else:
+        level = LEVEL_WARN if fallback else LEVEL_ERROR
+        message = f"GPS {hstate}: {reason}; " + ("visual fallback active" if fallback else "no fallback estimate")
+    values = {"lifecycle_state": lifecycle_state, "last_error": last_error or "none",
+              "publish_policy": publish_policy, **status}
+    return level, message, values

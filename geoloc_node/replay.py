@@ -24,6 +24,7 @@ import math
 import shutil
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,10 +33,13 @@ import numpy as np
 from .config import GeolocConfig
 from .errors import GeolocError
 from .messages import (
+    LOCALIZATION_STATUS,
     BadMessageError,
     diagnostic_array_fields,
+    diagnostic_status_msg,
     frame_from_msg,
     gps_from_msg,
+    localization_diagnostic,
     marker_array_fields,
     navsatfix_fields,
     odometry_from_msg,
@@ -44,6 +48,8 @@ from .messages import (
 )
 from .pipeline import Estimate, HealthChange, Pipeline
 
+#: Points kept in the GPS and estimate trails of ~/markers (the node's ``trail_length`` default).
+TRAIL_LENGTH = 300
 GPS_T, ODOM_T = "sensor_msgs/msg/NavSatFix", "nav_msgs/msg/Odometry"
 IMAGE_T, COMPRESSED_T = "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"
 OUTPUT_TOPICS = {  # topic -> type: what the node publishes
@@ -288,6 +294,11 @@ def replay(bag, out_dir, config: GeolocConfig, encoder=None, table=None, outages
     bar = None
     t_wall = time.perf_counter()
     outage_rel = list(outages)
+    # What the node keeps for its outputs: the last finite GPS altitude (~/fix altitude) and the trails of ~/markers.
+    last_alt = math.nan
+    tile_size_m = float(getattr(getattr(table, "header", None), "stride_m", 10.0))
+    gps_trail: deque = deque(maxlen=TRAIL_LENGTH)
+    est_trail: deque = deque(maxlen=TRAIL_LENGTH)
 
     def emit(outputs):
         nonlocal last_diag
@@ -297,10 +308,14 @@ def replay(bag, out_dir, config: GeolocConfig, encoder=None, table=None, outages
                 res.estimates.append((o.stamp, o.east, o.north, o.std_m, o.source, o.trustworthy, o.fallback_active))
                 if o.single_frame is not None:
                     res.single_frame.append((o.stamp, *o.single_frame))
-                writer.write("/geoloc_node/fix", o.stamp, navsatfix_fields(types, o))
+                if math.isfinite(o.east) and math.isfinite(o.north):
+                    est_trail.append((float(o.east), float(o.north)))
+                writer.write("/geoloc_node/fix", o.stamp, navsatfix_fields(types, o, altitude=last_alt))
                 writer.write("/geoloc_node/pose", o.stamp, pose_fields(types, o))
                 if o.source == "visual":
-                    writer.write("/geoloc_node/markers", o.stamp, marker_array_fields(types, o))
+                    writer.write("/geoloc_node/markers", o.stamp, marker_array_fields(
+                        types, o, gps_trail=gps_trail, estimate_trail=est_trail,
+                        tile_size_m=tile_size_m))
                 stamp = o.stamp
             elif isinstance(o, HealthChange):
                 res.health.append((o.stamp, o.state, o.reason))
@@ -310,10 +325,12 @@ def replay(bag, out_dir, config: GeolocConfig, encoder=None, table=None, outages
                 continue
             if last_diag is None or stamp - last_diag >= 1.0:
                 last_diag = stamp
-                writer.write("/diagnostics", stamp, diagnostic_array_fields(types, stamp, pipe.status()))
+                level, message, values = localization_diagnostic(pipe.status())
+                writer.write("/diagnostics", stamp, diagnostic_array_fields(
+                    types, stamp, [diagnostic_status_msg(types, LOCALIZATION_STATUS, level, message, values)]))
 
     def process(stamp, kind, msg):
-        nonlocal frame
+        nonlocal frame, last_alt
         if kind == "gps":
             fix = gps_from_msg(msg)
             if frame is None and math.isfinite(fix.lat) and math.isfinite(fix.lon) and abs(fix.lat) <= 90:
@@ -331,6 +348,10 @@ def replay(bag, out_dir, config: GeolocConfig, encoder=None, table=None, outages
                     e, n = frame.to_en(fix.lat, fix.lon)
                     res.gps.append((fix.stamp, float(e), float(n), False, True))
                 return
+            if math.isfinite(fix.alt):
+                last_alt = fix.alt
+            if ok and fix.status >= 0 and frame is not None:
+                gps_trail.append(tuple(float(v) for v in frame.to_en(fix.lat, fix.lon)))
             emit(pipe.on_gps(fix))
             if odo is not None:
                 odo_out = odo.on_gps(fix)

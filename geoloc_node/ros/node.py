@@ -491,21 +491,10 @@ class GeolocNode(LifecycleNode):
                 status = dict(pipeline.status())
             except Exception as e:  # noqa: BLE001
                 status = {"status_error": str(e)}
-        health = status.get("health", {}) if isinstance(status.get("health"), dict) else {}
-        hstate = str(health.get("state", status.get("health_state", "?")))
-        reason = str(health.get("reason", status.get("health_reason", "")))
-        fallback = bool(status.get("fallback_active", self._active))
-        if self._state != "active":
-            level = outputs.LEVEL_ERROR if self._last_error else outputs.LEVEL_WARN
-            message = self._last_error or f"{self._state}: not processing (lifecycle: configure, then activate)"
-        elif hstate == "HEALTHY":
-            level, message = outputs.LEVEL_OK, "GPS healthy; fallback idle"
-        else:
-            level = outputs.LEVEL_WARN if fallback else outputs.LEVEL_ERROR
-            message = f"GPS {hstate}: {reason}; " + ("visual fallback active" if fallback else "no fallback estimate")
-        values = {"lifecycle_state": self._state, "last_error": self._last_error or "none",
-                  "publish_policy": self.cfg.publish_policy, **status}
-        return level, message, values
+        level, message, values = messages.localization_diagnostic(
+            status, lifecycle_state=self._state, last_error=self._last_error,
+            publish_policy=self.cfg.publish_policy, fallback_default=self._active)
+        return bytes([level]), message, values
 
     def publish_diagnostics(self) -> None:
         try:
@@ -517,8 +506,8 @@ class GeolocNode(LifecycleNode):
             in_msg = (f"{inputs['problems_total']} bad or skipped input messages" if self._problems.counts
                       else "inputs ok")
             msg = outputs.diagnostic_array(self.get_clock().now().to_msg(), [
-                outputs.status("geoloc_node: localization", level, message, values),
-                outputs.status("geoloc_node: inputs", in_level, in_msg, inputs)])
+                outputs.status(messages.LOCALIZATION_STATUS, level, message, values),
+                outputs.status(messages.INPUTS_STATUS, in_level, in_msg, inputs)])
             self._diag_pub.publish(msg)
         except Exception as e:  # noqa: BLE001 - diagnostics must never take the node down
             self.get_logger().error(f"diagnostics failed: {type(e).__name__}: {e}", throttle_duration_sec=10.0)

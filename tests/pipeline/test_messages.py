@@ -9,8 +9,10 @@ from rosbags.typesys import Stores, get_typestore
 from geoloc_node.messages import (
     BadMessageError,
     diagnostic_array_fields,
+    diagnostic_status_msg,
     frame_from_msg,
     gps_from_msg,
+    localization_diagnostic,
     marker_array_fields,
     navsatfix_fields,
     odometry_from_msg,
@@ -121,13 +123,50 @@ def test_output_messages_serialise_with_rosbags():
                    source="visual", confidence=0.8, fallback_active=True, trustworthy=True,
                    topk=((1.0, 2.0, 40), (5.0, 6.0, 50)), yaw_var=0.01)
     types = TS.types.__getitem__
+    status = diagnostic_status_msg(types, "geoloc_node: localization",
+                                   *localization_diagnostic({"health": {"state": "LOST", "reason": "x"},
+                                                             "counts": {"a": 1}, "fallback_active": True}))
     for name, fields in [("sensor_msgs/msg/NavSatFix", navsatfix_fields(types, est)),
                          ("geometry_msgs/msg/PoseWithCovarianceStamped", pose_fields(types, est)),
                          ("visualization_msgs/msg/MarkerArray", marker_array_fields(types, est)),
-                         ("diagnostic_msgs/msg/DiagnosticArray",
-                          diagnostic_array_fields(types, 12.25, {"health": {"state": "LOST", "reason": "x"},
-                                                                 "counts": {"a": 1}}))]:
+                         ("diagnostic_msgs/msg/DiagnosticArray", diagnostic_array_fields(types, 12.25, [status]))]:
         msg = TS.types[name](**fields)
         back = TS.deserialize_cdr(TS.serialize_cdr(msg, name), name)
         assert back is not None
-    assert len(marker_array_fields(types, est)["markers"]) == 3
+    assert [m.ns for m in marker_array_fields(types, est)["markers"]] == [
+        "topk_tiles", "covariance", "gps_trail", "estimate_trail", "state"]
+    assert status.level == 1 and status.message == "GPS LOST: x; visual fallback active"
+
+
+def _est(**kw):
+    from geoloc_node.pipeline import Estimate
+
+    base = dict(stamp=12.25, east=3.0, north=4.0, cov=np.array([[4.0, 1.0], [1.0, 9.0]]), lat=47.0, lon=8.0,
+                yaw=None, source="visual", confidence=0.8, fallback_active=True, trustworthy=True, topk=None)
+    base.update(kw)
+    return Estimate(**base)
+
+
+def test_navsatfix_conventions_rosbags():
+    """The replay bag's ~/fix follows the node's rules (docs/ros.md "~/fix conventions")."""
+    types = TS.types.__getitem__
+    f = navsatfix_fields(types, _est(), altitude=410.0, altitude_variance_m2=100.0)
+    assert f["status"].status == 0 and f["status"].service == 0 and f["altitude"] == 410.0
+    assert f["position_covariance_type"] == 3  # KNOWN: off-diagonal terms
+    assert list(f["position_covariance"]) == [4.0, 1.0, 0.0, 1.0, 9.0, 0.0, 0.0, 0.0, 100.0]
+    d = navsatfix_fields(types, _est(cov=np.diag([4.0, 9.0])))
+    assert d["position_covariance_type"] == 2 and d["altitude"] == 0.0 and d["position_covariance"][8] == 1e4
+    assert navsatfix_fields(types, _est(trustworthy=False))["status"].status == -1
+    for bad in (_est(lat=math.nan), _est(cov=np.full((2, 2), np.nan)), _est(cov=np.zeros((2, 2)))):
+        f = navsatfix_fields(types, bad, altitude=math.nan)
+        assert f["status"].status == -1
+        assert all(math.isfinite(v) for v in (f["latitude"], f["longitude"], f["altitude"],
+                                              *f["position_covariance"]))
+
+
+def test_header_stamp_rounding():
+    types = TS.types.__getitem__
+    st = navsatfix_fields(types, _est(stamp=1.9999999999))["header"].stamp
+    assert (st.sec, st.nanosec) == (2, 0)
+    st = navsatfix_fields(types, _est(stamp=-1.0))["header"].stamp
+    assert (st.sec, st.nanosec) == (0, 0)

@@ -52,3 +52,89 @@ def test_pose_and_markers():
     assert len(by_ns["topk_tiles"].points) == 2 and by_ns["covariance"].action == Marker.ADD
     assert by_ns["estimate_trail"].action == Marker.DELETE  # one point is not a line
     assert all(mk.header.stamp.sec == 12 for mk in m.markers)
+
+
+# ------------------------------------------------------------------ the node and a replayed bag build the same messages
+def _as_plain(msg):
+    """An rclpy or rosbags message as nested plain Python (dicts, lists, floats, ints, str)."""
+    if hasattr(msg, "get_fields_and_field_types"):  # rclpy
+        return {k: _as_plain(getattr(msg, k)) for k in msg.get_fields_and_field_types()}
+    if hasattr(msg, "__dataclass_fields__"):  # rosbags
+        # constants (upper case) and __msgtype__ are dataclass fields too: keep the message fields only
+        return {f.name: _as_plain(getattr(msg, f.name)) for f in dataclasses.fields(msg)
+                if not f.name.startswith("__") and not f.name.isupper()}
+    if isinstance(msg, bytes | bytearray):
+        return list(msg) if len(msg) != 1 else msg[0]  # rclpy's byte level is bytes([n]); rosbags' an int
+    if isinstance(msg, np.ndarray) or (not isinstance(msg, str) and hasattr(msg, "__len__")):
+        return [_as_plain(v) for v in msg]
+    if isinstance(msg, np.generic):
+        msg = msg.item()
+    if isinstance(msg, float) and math.isnan(msg):
+        return "nan"  # NaN != NaN: compare it as a token
+    return msg
+
+
+ESTIMATES = {
+    "trusted, correlated": EST,
+    "diagonal with yaw": dataclasses.replace(EST, cov=np.diag([4.0, 9.0]), yaw=0.7, yaw_var=0.02),
+    "untrusted": dataclasses.replace(EST, trustworthy=False, topk=None),
+    "nan lat": dataclasses.replace(EST, lat=math.nan),
+    "nan cov": dataclasses.replace(EST, cov=np.full((2, 2), np.nan), east=math.nan),
+}
+
+
+def test_node_and_replay_build_identical_messages():
+    """outputs.py (rclpy, the node) and messages.py with the rosbags typestore (geoloc replay) must agree field by
+    field: one set of conventions for ~/fix, ~/pose, ~/markers and /diagnostics."""
+    from rosbags.typesys import Stores, get_typestore
+
+    from geoloc_node import messages
+
+    ts = get_typestore(Stores.ROS2_JAZZY)
+    types = ts.types.__getitem__
+    for label, est in ESTIMATES.items():
+        for alt in (math.nan, 410.0):
+            node = outputs.navsatfix(est, frame_id="base_link", altitude=alt, altitude_variance_m2=1e4)
+            bag = ts.types["sensor_msgs/msg/NavSatFix"](**messages.navsatfix_fields(types, est, altitude=alt))
+            assert _as_plain(node) == _as_plain(bag), label
+        node = outputs.pose(est, frame_id="map", altitude_variance_m2=1e4, unknown_variance=1e6)
+        bag = ts.types["geometry_msgs/msg/PoseWithCovarianceStamped"](**messages.pose_fields(types, est))
+        assert _as_plain(node) == _as_plain(bag), label
+        trails = {"gps_trail": [(0.0, 0.0), (1.0, 1.0)], "estimate_trail": [(0.0, 0.0), (2.0, 3.0)]}
+        node = outputs.markers(est, frame_id="map", tile_size_m=10.0, **trails)
+        bag = ts.types["visualization_msgs/msg/MarkerArray"](**messages.marker_array_fields(types, est, **trails))
+        assert _as_plain(node) == _as_plain(bag), label
+    status = {"health": {"state": "LOST", "reason": "no fix for 1.2 s"}, "fallback_active": True,
+              "latency": {"encode": {"mean_ms": 12.3456789}}, "counts": {"frames_dropped": 3}}
+    level, message, values = messages.localization_diagnostic(status)
+    node = outputs.diagnostic_array(12.25, [outputs.status(messages.LOCALIZATION_STATUS, bytes([level]), message,
+                                                           values)])
+    bag = ts.types["diagnostic_msgs/msg/DiagnosticArray"](**messages.diagnostic_array_fields(
+        types, 12.25, [messages.diagnostic_status_msg(types, messages.LOCALIZATION_STATUS, level, message, values)]))
+    assert _as_plain(node) == _as_plain(bag)
+    assert node.status[0].level == outputs.LEVEL_WARN
+
+
+def test_shared_defaults_match_the_node_parameters():
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    from geoloc_node import messages, replay
+    from geoloc_node.ros.params import NodeConfig
+
+    # messages.py spells the ROS constants as numbers (it imports neither rclpy nor rosbags): check them.
+    assert (messages.STATUS_FIX, messages.STATUS_NO_FIX) == (NavSatStatus.STATUS_FIX, NavSatStatus.STATUS_NO_FIX)
+    assert (messages.COVARIANCE_TYPE_UNKNOWN, messages.COVARIANCE_TYPE_DIAGONAL_KNOWN,
+            messages.COVARIANCE_TYPE_KNOWN) == (NavSatFix.COVARIANCE_TYPE_UNKNOWN,
+                                                NavSatFix.COVARIANCE_TYPE_DIAGONAL_KNOWN,
+                                                NavSatFix.COVARIANCE_TYPE_KNOWN)
+    assert (messages.MARKER_LINE_STRIP, messages.MARKER_CUBE_LIST, messages.MARKER_TEXT_VIEW_FACING,
+            messages.MARKER_ADD, messages.MARKER_DELETE) == (Marker.LINE_STRIP, Marker.CUBE_LIST,
+                                                             Marker.TEXT_VIEW_FACING, Marker.ADD, Marker.DELETE)
+    assert [bytes([v]) for v in (messages.LEVEL_OK, messages.LEVEL_WARN, messages.LEVEL_ERROR, messages.LEVEL_STALE)
+            ] == [DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR, DiagnosticStatus.STALE]
+
+    cfg = NodeConfig()
+    assert cfg.altitude_variance_m2 == messages.ALTITUDE_VARIANCE_M2
+    assert cfg.unknown_variance == messages.UNKNOWN_VARIANCE
+    assert cfg.trail_length == replay.TRAIL_LENGTH
+    assert cfg.fix_frame_id == "base_link" and cfg.map_frame_id == "map"  # the replay bag's frames
