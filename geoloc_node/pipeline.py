@@ -92,19 +92,24 @@ class Pipeline:
     # -- construction ----------------------------------------------------------------------------------------
     @classmethod
     def from_config(cls, config: GeolocConfig) -> Pipeline:
-        """Load the encoder (``model.path``/``model.backend``) and the table (``table.path``) and check they pair."""
+        """Load the encoder (``model.path``, empty: the shipped model; ``model.backend``) and the table
+        (``table.path``) and check they pair."""
         from .encoders import load_encoder
         from .table import open_table
 
         if not config.table.path:
             raise GeolocError("no region table given: set table.path (build one with `geoloc build-table`)")
-        if config.model.path:
-            model = config.model.path
-        else:
-            from .demo import default_model
+        model = str(config.model.path or "").strip()
+        if not model:  # '' = the shipped panorama model, as in the node
+            from .models import shipped_model_path
 
-            model = default_model()
-        encoder = load_encoder(model, config.model.backend)
+            try:
+                model = shipped_model_path()
+            except (FileNotFoundError, ValueError) as exc:
+                raise GeolocError(f"{exc}; or set model.path") from None
+        # config spells ONNX Runtime 'onnx' (as the node's parameter does); load_encoder wants 'onnxruntime'
+        backend = {"onnx": "onnxruntime"}.get(config.model.backend, config.model.backend)
+        encoder = load_encoder(model, backend)
         table = open_table(config.table.path, verify=config.table.verify)
         return cls(config, encoder, table)
 
