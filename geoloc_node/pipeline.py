@@ -86,7 +86,7 @@ class Pipeline:
         self.counts = {"frames_received": 0, "frames_processed": 0, "frames_dropped": 0, "frames_skipped_rate": 0,
                        "frames_skipped_healthy": 0, "frames_rejected": 0, "frames_outside_table": 0,
                        "gps_fixes": 0, "odometry": 0, "duplicate_stamps": 0, "out_of_order_stamps": 0,
-                       "bad_stamps": 0, "time_resets": 0, "reinitialisations": 0, "cold_starts": 0}
+                       "bad_stamps": 0, "stale_stamps": 0, "time_resets": 0, "reinitialisations": 0, "cold_starts": 0}
         self._reset_state()
 
     # -- construction ----------------------------------------------------------------------------------------
@@ -291,18 +291,23 @@ class Pipeline:
 
     # -- internals (called under the lock) -------------------------------------------------------------------
     def _accept(self, stream: str, stamp: float, out: list) -> bool:
-        """Stamp checks: bad (NaN), duplicate, out of order (dropped); far backwards (a looping bag): reset."""
+        """Stamp checks: bad (NaN), duplicate, out of order (dropped); far backwards within the same stream (a looping
+        bag): reset; a frame or fix far behind the newest stamp of the *other* streams (processed late, e.g. a bag
+        played fast on a loaded machine): dropped as stale, never a reset."""
         if not math.isfinite(stamp):
             self.counts["bad_stamps"] += 1
             return False
         jump = self.config.pipeline.time_jump_reset_s
-        if self._clock is not None and stamp < self._clock - jump:
+        last = self._last[stream]
+        if last is not None and stamp < last - jump:
+            # Only the stream's own stamps decide a time jump: live, a frame may reach the pipeline seconds after
+            # GPS/odometry stamped later, which is lateness, not a loop.
             self.counts["time_resets"] += 1
-            prev, back = self.health.state, self._clock - stamp
+            prev, back = self.health.state, last - stamp
             self._reset_state()
             out.append(HealthChange(stamp=stamp, state=self.health.state, previous=prev,
-                                    reason=f"time jumped back {back:.1f} s (looping bag?): state reset"))
-        last = self._last[stream]
+                                    reason=f"{stream} time jumped back {back:.1f} s (looping bag?): state reset"))
+            last = None
         if last is not None:
             if stamp == last:
                 self.counts["duplicate_stamps"] += 1
@@ -310,6 +315,12 @@ class Pipeline:
             if stamp < last:
                 self.counts["out_of_order_stamps"] += 1
                 return False
+        if stream != "odometry" and self._clock is not None and stamp < self._clock - jump:
+            # An absolute measurement this old would pull the current state back to where the vehicle was; odometry
+            # increments stay valid late (ordered within their stream) and are kept.
+            self.counts["stale_stamps"] += 1
+            self._last[stream] = stamp
+            return False
         self._last[stream] = stamp
         self._clock = stamp if self._clock is None else max(self._clock, stamp)
         return True

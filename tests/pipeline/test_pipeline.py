@@ -83,6 +83,41 @@ def test_bad_stamps_are_counted_and_a_backwards_jump_resets(world, table):
     assert not p.filter.initialized or p.filter.stamp == 2.0
 
 
+@pytest.mark.parametrize("delay_s", [1.0, 3.0])
+def test_late_frames_never_reset_the_state(world, table, delay_s):
+    """Live at 2x-4x on a loaded machine, frames reach the pipeline seconds after GPS/odometry stamped later. That is
+    lateness, not a looping bag: no reset, no false LOST. A frame within pipeline.time_jump_reset_s is processed; an
+    older one is dropped as stale (it would pull the current state back to where the vehicle was)."""
+    drive = Drive(duration_s=40.0, seed=4)
+    events = drive.events(table.frame, outages=[(25.0, 40.0)])
+    late = sorted(((t + (delay_s if k == "frame" else 0.0), i, k, r) for i, (t, k, r) in enumerate(events)),
+                  key=lambda x: (x[0], x[1]))
+    p = Pipeline(CFG, FakeOracleEncoder(world), table)
+    out = feed(p, [(t, k, r) for t, _, k, r in late])
+    changes = [o for o in out if isinstance(o, HealthChange)]
+    assert p.counts["time_resets"] == 0 and not any("reset" in c.reason for c in changes)
+    lost = [c.stamp for c in changes if c.state == LOST]
+    assert lost and min(lost) >= 1025.0  # the real outage only: no false LOST before it
+    if delay_s < CFG.pipeline.time_jump_reset_s:
+        assert p.counts["stale_stamps"] == 0 and p.counts["frames_processed"] > 10
+        assert any(isinstance(o, Estimate) and o.source == "visual" for o in out)
+    else:
+        # all dropped, but the last few: delivered after GPS/odometry ended, they are within 2 s of the newest stamp
+        assert p.counts["stale_stamps"] > 100 and p.counts["frames_processed"] < 10
+
+
+def test_looping_multi_stream_bag_resets_once(world, table):
+    """A looping bag: every stream's own stamps jump back; the first message after the loop resets, once."""
+    drive = Drive(duration_s=10.0, seed=4)
+    events = drive.events(table.frame)
+    p = Pipeline(CFG, FakeOracleEncoder(world), table)
+    feed(p, events)
+    out = feed(p, events)
+    assert p.counts["time_resets"] == 1 and p.counts["stale_stamps"] == 0
+    assert sum(isinstance(o, HealthChange) and "reset" in o.reason for o in out) == 1
+    assert p.health.state == HEALTHY
+
+
 def test_nan_fix_and_no_fix_never_reach_the_filter(world, table):
     p = Pipeline(CFG, FakeOracleEncoder(world), table)
     f = table.frame
