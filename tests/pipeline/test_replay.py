@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 import os
@@ -10,6 +11,7 @@ from rosbags.highlevel import AnyReader
 
 from geoloc_node import cli
 from geoloc_node.config import GeolocConfig
+from geoloc_node.messages import STATUS_FIX, STATUS_NO_FIX
 from geoloc_node.records import GpsFix
 from geoloc_node.replay import BagInputError, replay
 from geoloc_node.report import compute_metrics, write_report
@@ -52,6 +54,31 @@ def test_replay_full_chain_with_report(world, table, drive_bag, tmp_path):
     assert decoded == total
     assert counts["/geoloc_node/fix"] > 100 and counts["/geoloc_node/state"] >= 2 and counts["/diagnostics"] > 10
     assert counts["/geoloc_node/markers"] > 10 and total == res.counts["output_messages"]
+
+
+def test_replay_bag_carries_the_estimates_as_the_node_publishes_them(world, table, tmp_path):
+    """~/fix in the replay bag follows the node's conventions (docs/ros.md): frame base_link, service set, altitude
+    from the last GPS fix, covariance DIAGONAL_KNOWN/KNOWN with the up variance, FIX never with NaN; /diagnostics
+    carries the node's "geoloc_node: localization" status."""
+    drive = Drive(duration_s=20.0, seed=7)
+    events = [(t, k, dataclasses.replace(r, alt=410.0) if k == "gps" else r)
+              for t, k, r in drive.events(table.frame, outages=[(8.0, 20.0)])]
+    write_bag(tmp_path / "b", drive_items(events, table.frame, drive.truth))
+    replay(tmp_path / "b", tmp_path / "o", CFG, FakeOracleEncoder(world, flip_prob=0.1), table, progress=False)
+    with AnyReader([tmp_path / "o" / "bag"]) as r:
+        got: dict = {}
+        for c, _, raw in r.messages(connections=[c for c in r.connections
+                                                 if c.topic in ("/geoloc_node/fix", "/diagnostics")]):
+            got.setdefault(c.topic, []).append(r.deserialize(raw, c.msgtype))
+    fixes = got["/geoloc_node/fix"]
+    assert len(fixes) > 50 and STATUS_FIX in {f.status.status for f in fixes}
+    assert {f.status.status for f in fixes} <= {STATUS_FIX, STATUS_NO_FIX}
+    for f in fixes:
+        assert f.header.frame_id == "base_link" and f.status.service == 0 and f.altitude == 410.0
+        assert f.position_covariance_type in (2, 3) and f.position_covariance[8] == 1e4
+        if f.status.status == 0:
+            assert all(math.isfinite(v) for v in (f.latitude, f.longitude, *f.position_covariance))
+    assert {s.name for d in got["/diagnostics"] for s in d.status} == {"geoloc_node: localization"}
 
 
 def test_injected_outage_uses_dropped_fixes_as_truth(world, table, drive_bag, tmp_path):
