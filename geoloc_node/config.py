@@ -139,7 +139,9 @@ class PipelineConfig:
     report_topk: int = 5
     #: Rate (Hz of message time) of odometry-driven estimates while the fallback is active.
     odometry_output_rate_hz: float = 10.0
-    #: A stamp earlier than the latest one by more than this (s) is a time jump (a looping bag): the pipeline resets.
+    #: A stamp earlier than its own stream's last one by more than this (s) is a time jump (a looping bag): the
+    #: pipeline resets. A frame or fix this far behind the newest stamp of the other streams is stale: it is dropped
+    #: (counted as ``stale_stamps``) without a reset.
     time_jump_reset_s: float = 2.0
 
 
