@@ -81,7 +81,10 @@ def build_engine(onnx_path, precision: str = "fp16", max_batch: int = 64, opt_ba
     log(f"building TensorRT {trt.__version__} {precision} engine for {onnx_path.name} on {gpu} (minutes) ...")
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+    # explicit batch: the only mode (flag 0) in TensorRT 10, a flag in TensorRT 8 (JetPack 5)
+    major = int(trt.__version__.split(".")[0])
+    flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_path.read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
