@@ -54,7 +54,8 @@ class TableSearch:
         self.config = config
         self._faiss = None
         # Plain ndarray views of the memory maps (no copy): the compiled kernels and indexing skip np.memmap overhead.
-        self._words = np.asarray(table.codes).view(np.uint64)  # [bins, N, bits/64]
+        self._codes = np.asarray(table.codes)  # [bins, N, bits/8]
+        self._words = self._codes.view(np.uint64)  # [bins, N, bits/64]
         self._en = np.asarray(table.en)
         self._cell_start = np.asarray(table.cell_start)
 
@@ -65,10 +66,10 @@ class TableSearch:
         k = self._check_k(k)
         if k > self.table.n_tiles:
             raise ValueError(f"k={k} is larger than the table ({self.table.n_tiles} tiles)")
-        block = self.table.codes[self._check_bin(heading_bin)]
+        block = self._codes[self._check_bin(heading_bin)]
         faiss = self._faiss_module()
         dist, idx = faiss.knn_hamming(q[None, :], block, k)
-        return self._matches(idx[0].astype(np.int64), dist[0].astype(np.int32))
+        return self._matches(idx[0], dist[0])
 
     # -- geographic window ---------------------------------------------------------------------------------------
     def window(self, east: float, north: float, radius_m: float) -> np.ndarray:
@@ -146,7 +147,7 @@ class TableSearch:
         return int(k)
 
     def _matches(self, idx: np.ndarray, dist: np.ndarray) -> Matches:
-        return Matches(indices=idx, distances=dist, en=np.asarray(self.table.en[idx], dtype=np.float64))
+        return Matches(indices=idx, distances=dist, en=self._en[idx].astype(np.float64))
 
     def _faiss_module(self):
         if self._faiss is None:
