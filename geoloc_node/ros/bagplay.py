@@ -49,12 +49,13 @@ class BagPlayer:
     """Publish a bag's messages from ``node`` in recorded order and pace, with /clock."""
 
     def __init__(self, node, bag, *, topics: Iterable[str] | None = None, rate: float = 1.0, clock: bool = True,
-                 clock_hz: float = 40.0, qos: QoSProfile = PLAY_QOS):
+                 clock_hz: float = 40.0, qos: QoSProfile = PLAY_QOS, settle_s: float = 1.0):
         if rate <= 0:
             raise ValueError("rate must be > 0")
         self.node, self.bag, self.rate, self.clock = node, Path(bag), rate, clock
         self.topics = set(topics) if topics is not None else None
         self.qos = qos
+        self.settle_s = settle_s
         self.published = 0
         self._clock_period_ns = int(1e9 / clock_hz) if clock_hz > 0 else 0
         self._pubs: dict = {}
@@ -70,6 +71,9 @@ class BagPlayer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if all(t in self._pubs and self._pubs[t].get_subscription_count() > 0 for t in topics):
+                # Our side has matched; give the subscribers' side (and /clock) a moment to match us too, or the
+                # first messages are lost to a reliable publisher that has nobody to deliver to yet.
+                time.sleep(self.settle_s)
                 return True
             time.sleep(0.02)
         return False
