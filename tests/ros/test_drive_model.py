@@ -75,6 +75,7 @@ def _truth(bag):
 
 
 @pytest.mark.slow
+@pytest.mark.flaky(reruns=2)  # live DDS timing on a shared machine: see tests/ros/test_drive.py
 def test_shipped_model_drive_through_the_node(ros, synth_drive, tmp_path):
     model, table_path, bag = synth_drive
     from geoloc_node.table import open_table
