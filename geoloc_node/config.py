@@ -34,6 +34,10 @@ class HealthConfig:
     fix_timeout_s: float = 0.6
     #: Timeout in units of the observed median fix period (see ``fix_timeout_s``).
     timeout_periods: float = 2.5
+    #: Fixes may reach the pipeline later than the odometry and camera messages stamped at the same time (receiver
+    #: and driver latency, a loaded computer). The timeout grows by the largest such lateness seen over the last 50
+    #: fixes, at most this much (s), so that a late-but-alive GPS is not called an outage. 0 disables it.
+    max_fix_latency_s: float = 0.5
     #: A fix whose covariance type is UNKNOWN (0) is DEGRADED when true (its accuracy cannot be checked).
     unknown_covariance_degrades: bool = True
     #: Frozen payload: the same latitude/longitude repeated for at least this long (s) ...

@@ -52,6 +52,8 @@ class GpsHealthMonitor:
         self._origin: tuple[float, float] | None = None
         self._last_fix: GpsFix | None = None
         self._last_stamp: float | None = None
+        self._clock: float | None = None  # newest stamp of any stream seen (tick or fix)
+        self._lateness: deque[float] = deque(maxlen=50)  # how far behind that clock each fix arrived (s)
         self._periods: deque[float] = deque(maxlen=21)
         self._better_since: float | None = None
         self._better_fixes = 0
@@ -86,6 +88,9 @@ class GpsHealthMonitor:
         self.counts["fixes"] += 1
         if self._last_stamp is not None and fix.stamp > self._last_stamp:
             self._periods.append(fix.stamp - self._last_stamp)
+        if self._clock is not None:
+            self._lateness.append(max(0.0, self._clock - fix.stamp))
+        self._advance(fix.stamp)
         self._last_stamp = fix.stamp
         level, reason = self._judge(fix)
         self._last_fix = fix
@@ -94,6 +99,7 @@ class GpsHealthMonitor:
 
     def tick(self, stamp: float) -> HealthChange | None:
         """Advance message time: a fix older than the timeout makes GPS LOST."""
+        self._advance(stamp)
         if self._last_stamp is None:
             return None
         age = stamp - self._last_stamp
@@ -105,13 +111,25 @@ class GpsHealthMonitor:
             self._better_since, self._better_fixes = None, 0
         return None
 
+    def _advance(self, stamp: float) -> None:
+        self._clock = stamp if self._clock is None else max(self._clock, stamp)
+
     # -- queries ---------------------------------------------------------------------------------------------
+    @property
+    def fix_latency_s(self) -> float:
+        """How much later than the other sensors' messages fixes have been arriving (recent maximum, capped)."""
+        if not self._lateness:
+            return 0.0
+        return min(max(self._lateness), max(self.config.max_fix_latency_s, 0.0))
+
     @property
     def timeout_s(self) -> float:
         if len(self._periods) >= 3:
             med = sorted(self._periods)[len(self._periods) // 2]
-            return max(self.config.fix_timeout_s, self.config.timeout_periods * med)
-        return max(self.config.fix_timeout_s, 1.5)  # before the rate is known: lenient
+            base = max(self.config.fix_timeout_s, self.config.timeout_periods * med)
+        else:
+            base = max(self.config.fix_timeout_s, 1.5)  # before the rate is known: lenient
+        return base + self.fix_latency_s
 
     def fix_is_trusted(self) -> bool:
         """Whether the last fix may be fused: the state is HEALTHY and that fix was judged healthy itself."""
@@ -119,7 +137,7 @@ class GpsHealthMonitor:
 
     def summary(self) -> dict:
         return {"state": self.state, "reason": self.reason, "since": self.changed_at, "timeout_s": self.timeout_s,
-                **self.counts}
+                "fix_latency_s": round(self.fix_latency_s, 3), **self.counts}
 
     # -- judging one fix -------------------------------------------------------------------------------------
     def _judge(self, fix: GpsFix) -> tuple[str, str]:

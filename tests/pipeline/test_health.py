@@ -119,3 +119,36 @@ def test_gps_only_one_hz_without_odometry_is_healthy():
         changes += [c for c in (ch, ch2) if c]
     assert [c.state for c in changes] == [HEALTHY]
     assert mon.tick(125.0).state == LOST  # 6 s of silence at 1 Hz
+
+
+def _late_gps_drive(mon, duration, latency, outage=None):
+    """10 Hz fixes that reach the monitor ``latency`` s after the 50 Hz odometry stamped at the same time (as a
+    receiver with a delay, or a loaded computer, delivers them); returns the HealthChanges."""
+    changes, pending = [], []
+    for i in range(int(duration * 50)):
+        t = i / 50
+        ch = mon.on_odometry(Odometry(stamp=t, x=8.0 * t, y=0.0, yaw=0.0, v=8.0, yaw_rate=0.0)) or mon.tick(t)
+        changes += [ch] if ch else []
+        if i % 5 == 0 and not (outage and outage[0] <= t < outage[1]):
+            pending.append(gps_fix(FRAME, t, 8.0 * t, 0.0, std=1.5))
+        while pending and pending[0].stamp <= t - latency + 1e-9:
+            ch = mon.on_fix(pending.pop(0))
+            changes += [ch] if ch else []
+    return changes
+
+
+def test_late_fixes_are_not_an_outage_but_a_real_outage_still_is():
+    # fixes 0.4 s late: the allowance learns it (at most max_fix_latency_s)
+    mon = GpsHealthMonitor(HealthConfig())
+    assert [c.state for c in _late_gps_drive(mon, 30.0, 0.4)] == [HEALTHY]
+    assert mon.fix_latency_s == pytest.approx(0.4, abs=0.03) == mon.summary()["fix_latency_s"]
+    # 0.55 s late at a 0.6 s timeout: without the allowance the monitor calls LOST between two fixes
+    strict = GpsHealthMonitor(HealthConfig(max_fix_latency_s=0.0))
+    _late_gps_drive(strict, 30.0, 0.55)
+    assert strict.state == LOST  # never trusted: every gap between two late fixes looks like an outage
+    mon = GpsHealthMonitor(HealthConfig(max_fix_latency_s=0.5))
+    changes = _late_gps_drive(mon, 30.0, 0.55, outage=(20.0, 25.0))
+    assert mon.fix_latency_s == 0.5  # capped
+    # no false outage, and the real one is still flagged, later by no more than the (capped) allowance
+    lost = [c for c in changes if c.state == LOST]
+    assert changes[0].state == HEALTHY and lost and 20.0 <= lost[0].stamp <= 20.0 + 0.6 + 0.5 + 0.05, changes
