@@ -7,9 +7,10 @@ fallback engages) is the pipeline's. What happens where::
                      check); failure -> stays unconfigured, one clear log line, reason in /diagnostics.
                      on_activate: subscriptions + publishers on.  on_deactivate: subscriptions off.
                      on_cleanup: publishers destroyed, inference thread stopped, pipeline (GPU memory) released.
-    threads          MultiThreadedExecutor; callback groups: camera | GPS | odometry | diagnostics (each mutually
-                     exclusive, so parameters, GPS and diagnostics never wait behind a camera frame); inference runs
-                     on its own thread fed through the pipeline's one-slot latest-frame buffer.
+    threads          MultiThreadedExecutor; callback groups: camera | GPS | odometry | diagnostics | markers (each
+                     mutually exclusive, so parameters, GPS and diagnostics never wait behind a camera frame);
+                     inference runs on its own thread fed through the pipeline's one-slot latest-frame buffer;
+                     ~/markers (costly to build) come from a timer at markers_rate_hz, never from that thread.
     outputs          stamped with the time of the message that produced them (the image for visual estimates);
                      ~/fix and ~/pose follow publish_policy; ~/active is latched (transient local).
     bad input        converted by geoloc_node.messages; anything it refuses, a NaN or zero fix, odometry in an
@@ -159,6 +160,7 @@ class GeolocNode(LifecycleNode):
         self._est_trail: deque = deque(maxlen=2)
         self._last_altitude = math.nan
         self._active: bool | None = None
+        self._marker_est = None  # the latest estimate whose markers are not published yet
         self._camera_info: tuple[int, int] | None = None
         self._odom_frame: str | None = None
         self._local_frame = None
@@ -184,6 +186,9 @@ class GeolocNode(LifecycleNode):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
         self._diag_timer = self.create_timer(self.cfg.diagnostics_period_s, self.publish_diagnostics,
                                              callback_group=self._cb_diag)
+        self._cb_markers = MutuallyExclusiveCallbackGroup()
+        self._markers_timer = self.create_timer(1.0 / self.cfg.markers_rate_hz, self.publish_markers,
+                                                callback_group=self._cb_markers)
 
     # ------------------------------------------------------------------------------------------------ parameters
     def _on_set_parameters(self, changes) -> SetParametersResult:
@@ -313,6 +318,7 @@ class GeolocNode(LifecycleNode):
             self._last_stamp.clear()
             self._active = None
             self._odom_frame = None
+            self._marker_est = None
 
     def shutdown(self) -> None:
         """Leave cleanly from any state (used by ``main`` on Ctrl-C)."""
@@ -478,9 +484,22 @@ class GeolocNode(LifecycleNode):
                                               unknown_variance=cfg.unknown_variance))
             self._published["fix"] += 1
         with self._lock:
+            self._marker_est = est  # ~/markers: published by publish_markers at markers_rate_hz
+
+    def publish_markers(self) -> None:
+        """Timer: ~/markers of the latest estimate, if a new one came since the last call."""
+        with self._lock:
+            est, self._marker_est = self._marker_est, None
             gps, trail = list(self._gps_trail), list(self._est_trail)
-        pubs["markers"].publish(outputs.markers(est, frame_id=cfg.map_frame_id, gps_trail=gps, estimate_trail=trail,
-                                                tile_size_m=self._tile_size_m))
+        pub = self._pubs.get("markers")
+        if est is None or pub is None:
+            return
+        try:
+            pub.publish(outputs.markers(est, frame_id=self.cfg.map_frame_id, gps_trail=gps, estimate_trail=trail,
+                                        tile_size_m=self._tile_size_m))
+            self._published["markers"] += 1
+        except Exception as e:  # noqa: BLE001 - a visualisation problem must never take the node down
+            self.get_logger().error(f"markers failed: {type(e).__name__}: {e}", throttle_duration_sec=10.0)
 
     def diagnostics_values(self) -> tuple[bytes, str, dict]:
         """(level, message, values) of the localisation status; also used by tests."""

@@ -65,6 +65,10 @@ class NodeConfig:
                                  "yaw when the estimate has none): large, never -1, so robot_localization accepts it",
                                  lo=1.0, hi=1.0e12)
     trail_length: int = _p(300, "points kept in the GPS and estimate trails of ~/markers", lo=2, hi=100000)
+    markers_rate_hz: float = _p(2.0, "rate of ~/markers (the latest estimate's top-k tiles, ellipse and trails), "
+                                "published by a timer off the inference thread: building a MarkerArray for every "
+                                "estimate cost as much CPU as encoding the frame, and RViz needs no more",
+                                lo=0.1, hi=50.0, when="read_only")
     diagnostics_period_s: float = _p(1.0, "period of /diagnostics, published in every lifecycle state", lo=0.05,
                                      hi=60.0, when="read_only")
     # --- resources (the model and table paths and the backend are the core's model.* and table.* parameters)

@@ -52,7 +52,7 @@ def test_camera_publishers_of_both_reliabilities_are_received(ros):
 
 
 def test_outputs_follow_the_policy_and_carry_the_image_stamp(ros):
-    node, pipeline = _active_node(ros)
+    node, pipeline = _active_node(ros, markers_rate_hz=20.0)
     fixes = ros.collect(NavSatFix, "/geoloc_node/fix")
     poses = ros.collect(PoseWithCovarianceStamped, "/geoloc_node/pose")
     markers = ros.collect(MarkerArray, "/geoloc_node/markers")
