@@ -88,11 +88,10 @@ def run_demo(out_dir, seed: int = DEFAULT_SEED, size_m: float = DEFAULT_SIZE_M, 
 
     t = time.perf_counter()
     encoder = load_encoder(model, backend)
-    bins = 1 if encoder.mode == "panorama" else 8
     log(f"[2/4] region table: {model.name} ({encoder.mode}, {encoder.bits} bits, {encoder.backend}), 50 m tiles "
         "every 10 m")
     table_path = build_table_from_geotiff(aerial, model, out / "table.gltab", tile_size_m=50.0, stride_m=10.0,
-                                          heading_bins=bins, progress=progress, backend=backend)
+                                          progress=progress, backend=backend)
     table = open_table(table_path, expected_fingerprint=encoder.aerial_fingerprint)
     timings["table"] = time.perf_counter() - t
 

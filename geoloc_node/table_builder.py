@@ -41,7 +41,7 @@ class BuildConfig:
 
     tile_size_m: float = 50.0
     stride_m: float = 10.0
-    heading_bins: int = 1
+    heading_bins: int | None = None  # codes per tile; None: the model's own (1 for a panorama model)
     batch: int = 64
     checkpoint_every: int = 20
     backend: str = "auto"
@@ -200,13 +200,19 @@ def _build(source, aerial_model_path, out_path, cfg: BuildConfig, progress: bool
     out.parent.mkdir(parents=True, exist_ok=True)
     enc = load_encoder(aerial_model_path, backend=cfg.backend, branch="aerial", threads=cfg.threads)
     try:
-        if enc.mode == "panorama" and cfg.heading_bins != 1:
+        bins = enc.heading_bins if cfg.heading_bins is None else int(cfg.heading_bins)
+        if enc.mode == "panorama" and bins != 1:
             raise TableBuildError(f"model {aerial_model_path}: a panorama model takes heading_bins=1")
+        view = enc.aerial_view
+        if view.kind == "projective" and not math.isclose(view.tile_size_m, cfg.tile_size_m, rel_tol=1e-6):
+            # the ground-plane projection works in metres: a tile of another size would be drawn at the wrong scale
+            raise TableBuildError(f"model {aerial_model_path} draws {view.tile_size_m:g} m tiles; this table's tiles "
+                                  f"are {cfg.tile_size_m:g} m (use --tile-size-m {view.tile_size_m:g})")
         fp = enc.aerial_fingerprint
         _check_existing(out, fp, overwrite)
         job = {"encoder": fp, "source": source.fingerprint(), "n": int(source.n), "tile_size_m": cfg.tile_size_m,
-               "stride_m": cfg.stride_m, "heading_bins": cfg.heading_bins, "bits": enc.bits}
-        codes = np.zeros((source.n, cfg.heading_bins, enc.bits // 8), np.uint8)
+               "stride_m": cfg.stride_m, "heading_bins": bins, "bits": enc.bits}
+        codes = np.zeros((source.n, bins, enc.bits // 8), np.uint8)
         done = 0
         part = _partial_path(out)
         if part.exists():
@@ -235,7 +241,7 @@ def _build(source, aerial_model_path, out_path, cfg: BuildConfig, progress: bool
         n_batches = 0
         while done < source.n:
             stop = min(done + cfg.batch, source.n)
-            codes[done:stop] = enc.encode_tiles(source.tiles(done, stop), cfg.heading_bins)
+            codes[done:stop] = enc.encode_tiles(source.tiles(done, stop), bins)
             if bar is not None:
                 bar.update(stop - done)
             done = stop
@@ -249,7 +255,7 @@ def _build(source, aerial_model_path, out_path, cfg: BuildConfig, progress: bool
         elapsed = time.perf_counter() - t0
         prov = default_provenance(source=provenance, model=str(aerial_model_path), model_name=enc.spec.name,
                                   backend=enc.backend, encode_seconds=round(elapsed, 2))
-        write_table(out, codes if cfg.heading_bins > 1 else codes[:, 0], source.lat, source.lon, bits=enc.bits,
+        write_table(out, codes if bins > 1 else codes[:, 0], source.lat, source.lon, bits=enc.bits,
                     tile_size_m=cfg.tile_size_m, stride_m=cfg.stride_m, encoder_fingerprint=fp, provenance=prov)
         part.unlink(missing_ok=True)
         return out
@@ -258,8 +264,9 @@ def _build(source, aerial_model_path, out_path, cfg: BuildConfig, progress: bool
 
 
 def build_table_from_geotiff(geotiff_path, aerial_model_path, out_path, tile_size_m: float = 50.0,
-                             stride_m: float = 10.0, heading_bins: int = 1, batch: int = 64, progress: bool = True,
-                             backend: str = "auto", threads: int = 2, overwrite: bool = False) -> Path:
+                             stride_m: float = 10.0, heading_bins: int | None = None, batch: int = 64,
+                             progress: bool = True, backend: str = "auto", threads: int = 2,
+                             overwrite: bool = False) -> Path:
     """Encode a GeoTIFF orthophoto into a region table at ``out_path`` (resumable; see the module doc)."""
     cfg = BuildConfig(tile_size_m=tile_size_m, stride_m=stride_m, heading_bins=heading_bins, batch=batch,
                       backend=backend, threads=threads)
@@ -273,8 +280,9 @@ def build_table_from_geotiff(geotiff_path, aerial_model_path, out_path, tile_siz
 
 
 def build_table_from_tiles(tiles_dir, csv_path, aerial_model_path, out_path, tile_size_m: float = 50.0,
-                           stride_m: float = 10.0, heading_bins: int = 1, batch: int = 64, progress: bool = True,
-                           backend: str = "auto", threads: int = 2, overwrite: bool = False) -> Path:
+                           stride_m: float = 10.0, heading_bins: int | None = None, batch: int = 64,
+                           progress: bool = True, backend: str = "auto", threads: int = 2,
+                           overwrite: bool = False) -> Path:
     """Encode a folder of north-up tiles listed in a CSV (``file,lat,lon``) into a region table."""
     cfg = BuildConfig(tile_size_m=tile_size_m, stride_m=stride_m, heading_bins=heading_bins, batch=batch,
                       backend=backend, threads=threads)
@@ -287,7 +295,7 @@ def build_table_from_tiles(tiles_dir, csv_path, aerial_model_path, out_path, til
 def _check_cfg(cfg: BuildConfig) -> None:
     if not (cfg.tile_size_m > 0 and cfg.stride_m > 0 and math.isfinite(cfg.tile_size_m + cfg.stride_m)):
         raise TableBuildError("tile_size_m and stride_m must be positive")
-    if cfg.heading_bins < 1 or cfg.batch < 1:
+    if (cfg.heading_bins is not None and cfg.heading_bins < 1) or cfg.batch < 1:
         raise TableBuildError("heading_bins and batch must be >= 1")
 
 
@@ -303,9 +311,11 @@ def register(subparsers) -> None:
     p.add_argument("--model", default=None, help="model sidecar JSON or aerial ONNX (default: the shipped panorama "
                                                  "model)")
     p.add_argument("--out", required=True, help="region table to write (.gltab)")
-    p.add_argument("--tile-size-m", type=float, default=d.tile_size_m)
+    p.add_argument("--tile-size-m", type=float, default=None, help="ground size of a tile (default: the model's, "
+                                                                   f"{d.tile_size_m:g} m for older models)")
     p.add_argument("--stride-m", type=float, default=d.stride_m)
-    p.add_argument("--heading-bins", type=int, default=d.heading_bins, help="pinhole models: codes per tile")
+    p.add_argument("--heading-bins", type=int, default=None, help="pinhole models: codes per tile (default: the "
+                                                                  "model's; 1 for panorama models)")
     p.add_argument("--batch", type=int, default=d.batch)
     p.add_argument("--backend", default=d.backend, choices=["auto", "onnxruntime", "tensorrt", "torch"])
     p.add_argument("--threads", type=int, default=d.threads)
@@ -323,7 +333,12 @@ def _run(args) -> int:
             from .models import shipped_model_path
 
             model = shipped_model_path()
-        kw = dict(tile_size_m=args.tile_size_m, stride_m=args.stride_m, heading_bins=args.heading_bins,
+        tile_size_m = args.tile_size_m
+        if tile_size_m is None:
+            from .encoders import find_spec
+
+            tile_size_m = find_spec(model)[0].aerial.tile_size_m
+        kw = dict(tile_size_m=tile_size_m, stride_m=args.stride_m, heading_bins=args.heading_bins,
                   batch=args.batch, progress=not args.no_progress, backend=args.backend, threads=args.threads,
                   overwrite=args.overwrite)
         if args.geotiff:

@@ -1,10 +1,12 @@
 """The encoder interface: uint8 images in, packed binary codes out, whatever runs the network underneath.
 
 A backend implements only :meth:`Encoder._run` (float32 NCHW in [0, 1] -> float32 embeddings); validation, resizing,
-panorama alignment, the aerial polar transform, batching and sign-packing live here, once.
+panorama alignment, the aerial view (:class:`.preprocess.AerialView`), batching and sign-packing live here, once.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -54,6 +56,11 @@ class Encoder:
         return self.spec.hfov_deg
 
     @property
+    def heading_bins(self) -> int:
+        """Codes per region-table tile this model was trained for (1 for a panorama model)."""
+        return self.spec.heading_bins
+
+    @property
     def fingerprint(self) -> str:
         return self._bs.sha256
 
@@ -85,18 +92,17 @@ class Encoder:
                               for im, h in zip(x, headings_deg)])
             return pp.to_nchw_float(x)
         # aerial
-        bs = self._bs
-        if bs.preprocess == "polar":
-            tiles = pp.resize_batch(batch, (bs.polar_src_px, bs.polar_src_px))
-            polar = pp.polar_transform(tiles, bs.polar_hw or bs.input_hw)
-            if self.mode == "pinhole":
-                if headings_deg is None:
-                    raise ValueError("a pinhole model's aerial branch needs headings_deg (the heading of each sector)")
-                polar = pp.heading_sector(polar, headings_deg, self.spec.hfov_deg)
-            x = pp.resize_batch(polar, bs.input_hw)
-        else:
-            x = pp.resize_batch(batch, bs.input_hw)
+        return pp.to_nchw_float(self.aerial_view(batch, headings_deg))
         return pp.to_nchw_float(x)
+
+    @functools.cached_property
+    def aerial_view(self) -> pp.AerialView:
+        """How this model turns an aerial tile into its aerial branch's input (from the sidecar)."""
+        bs = self.spec.aerial
+        return pp.AerialView(kind=bs.preprocess, input_hw=bs.input_hw,
+                             hfov_deg=self.spec.hfov_deg if self.mode == "pinhole" else None,
+                             polar_src_px=bs.polar_src_px, polar_hw=bs.polar_hw, tile_size_m=bs.tile_size_m,
+                             camera_height_m=bs.camera_height_m, ceiling_m=bs.ceiling_m)
 
     # -- inference ---------------------------------------------------------------------------------------------------
     def embed(self, images, headings_deg=None) -> np.ndarray:
@@ -119,10 +125,12 @@ class Encoder:
         """
         return pack_signs(self.embed(images, headings_deg))
 
-    def encode_tiles(self, tiles, heading_bins: int = 1) -> np.ndarray:
-        """Aerial tiles -> uint8 [B, heading_bins, bits/8]: one code per heading bin (bin b centred on b*360/bins)."""
+    def encode_tiles(self, tiles, heading_bins: int | None = None) -> np.ndarray:
+        """Aerial tiles -> uint8 [B, heading_bins, bits/8]: one code per heading bin (bin b centred on b*360/bins;
+        default: the model's own :attr:`heading_bins`)."""
         if self.branch != "aerial":
             raise ValueError("encode_tiles is for the aerial branch; load it with branch='aerial'")
+        heading_bins = self.heading_bins if heading_bins is None else int(heading_bins)
         if heading_bins < 1:
             raise ValueError("heading_bins must be >= 1")
         if self.mode == "panorama":
@@ -130,13 +138,10 @@ class Encoder:
                 raise ValueError("a panorama model takes heading_bins=1 (its code covers every heading)")
             return self.encode(tiles)[:, None, :]
         batch = pp.as_rgb_batch(tiles, "aerial tiles")
-        bs = self._bs
-        polar = pp.polar_transform(pp.resize_batch(batch, (bs.polar_src_px, bs.polar_src_px)),
-                                   bs.polar_hw or bs.input_hw)
-        out = np.empty((len(polar), heading_bins, self.bits // 8), np.uint8)
+        out = np.empty((len(batch), heading_bins, self.bits // 8), np.uint8)
         for b in range(heading_bins):
-            sec = pp.heading_sector(polar, b * 360.0 / heading_bins, self.spec.hfov_deg)
-            out[:, b] = pack_signs(self.embed_preprocessed(pp.to_nchw_float(pp.resize_batch(sec, bs.input_hw))))
+            x = pp.to_nchw_float(self.aerial_view(batch, b * 360.0 / heading_bins))
+            out[:, b] = pack_signs(self.embed_preprocessed(x))
         return out
 
     def _run(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract

@@ -12,12 +12,20 @@ Conventions (see docs/model.md):
 * an **aerial tile** is north-up (row 0 = north edge), square, centred on the place it describes;
 * the **polar transform** maps an aerial tile to a panorama-like image with the same column convention: column ``j`` is
   azimuth ``360 * (j + 0.5) / W`` from the tile centre, row 0 is the tile's rim (far away, the horizon of a panorama)
-  and the last row its centre (under the camera).
+  and the last row its centre (under the camera);
+* the **ground-plane projection** (:func:`ground_plane_maps`) draws an aerial tile *as the ground camera would see it
+  if the world were flat*: every pixel of the camera's own geometry (an equirectangular panorama spanning
+  ``+-180 * H / W`` degrees of elevation, or a level pinhole camera of known field of view and heading) takes the
+  aerial pixel where its ray meets the ground plane ``camera_height_m`` below the camera (rows below the horizon) or a
+  "roof plane" ``ceiling_m`` above it (rows above), at most half a tile away. The road, pavement, grass and water under
+  and around the vehicle then land on the same pixels in both views, and the foot of a facade on the same row as the
+  edge of its roof; the networks only have to learn what the flat-world assumption gets wrong.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -122,6 +130,69 @@ def polar_transform(tiles: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def ground_plane_maps(tile_px: int, tile_size_m: float, out_hw: tuple[int, int], hfov_deg: float | None = None,
+                      heading_deg: float = 0.0, camera_height_m: float = 2.0,
+                      ceiling_m: float = 6.0) -> tuple[np.ndarray, np.ndarray]:
+    """``cv2.remap`` maps of the ground-plane projection (see the module doc) of a ``tile_px`` square tile that spans
+    ``tile_size_m`` metres, into the camera geometry of an ``out_hw`` image.
+
+    ``hfov_deg=None``: a north-aligned equirectangular panorama (column ``j`` at azimuth ``360 * (j + 0.5) / W``, rows
+    from ``+180 * H / W`` to ``-180 * H / W`` degrees of elevation, as ``geoloc_node.synth.render.render_panorama``).
+    Otherwise a level pinhole camera looking at compass ``heading_deg``: square pixels, principal point at the centre,
+    focal length ``(W / 2) / tan(hfov / 2)`` (as ``render_pinhole``).
+    """
+    h, w = int(out_hw[0]), int(out_hw[1])
+    if hfov_deg is None:
+        azimuth = np.broadcast_to((np.arange(w) + 0.5) / w * 2.0 * np.pi, (h, w))
+        half_v = np.pi * h / w
+        elevation = np.broadcast_to((half_v * (1.0 - 2.0 * (np.arange(h) + 0.5) / h))[:, None], (h, w))
+        tan_elev = np.tan(elevation)
+    else:
+        f = (w / 2.0) / np.tan(np.radians(hfov_deg) / 2.0)
+        x = ((np.arange(w) + 0.5) - w / 2.0) / f  # right of the optical axis, per unit of depth
+        y = (h / 2.0 - (np.arange(h) + 0.5)) / f  # above it
+        azimuth = np.radians(heading_deg) + np.broadcast_to(np.arctan(x), (h, w))
+        tan_elev = y[:, None] / np.sqrt(1.0 + x[None, :] ** 2)
+    radius_m = tile_size_m / 2.0
+    with np.errstate(divide="ignore"):
+        d = np.where(tan_elev < 0, camera_height_m / -tan_elev, ceiling_m / np.maximum(tan_elev, 1e-9))
+    r = np.minimum(d, radius_m) * (tile_px / tile_size_m)
+    c = tile_px / 2.0
+    mx = c + r * np.sin(azimuth) - 0.5
+    my = c - r * np.cos(azimuth) - 0.5
+    return mx.astype(np.float32), my.astype(np.float32)
+
+
+def ground_plane_projection(tiles: np.ndarray, tile_size_m: float, out_hw: tuple[int, int],
+                            hfov_deg: float | None = None, headings_deg=None, camera_height_m: float = 2.0,
+                            ceiling_m: float = 6.0) -> np.ndarray:
+    """Aerial tiles (uint8 B x S x S x 3, north-up, ``tile_size_m`` wide) -> B x H x W x 3 as the ground camera would
+    see them in a flat world (:func:`ground_plane_maps`). Pinhole cameras need one heading per tile (or one for all)."""
+    tiles = np.asarray(tiles)
+    if tiles.ndim == 3:
+        tiles = tiles[None]
+    s = tiles.shape[1]
+    if tiles.shape[2] != s:
+        raise ImageInputError(f"aerial tiles must be square for the ground-plane projection, got {tiles.shape[1:3]}")
+    b = tiles.shape[0]
+    if hfov_deg is None:
+        headings = np.zeros(b)
+    else:
+        if headings_deg is None:
+            raise ValueError("a pinhole ground-plane projection needs headings_deg (the camera's compass heading)")
+        headings = np.broadcast_to(np.asarray(headings_deg, dtype=np.float64), (b,))
+    out = np.empty((b, int(out_hw[0]), int(out_hw[1]), 3), np.uint8)
+    for k in range(b):
+        # headings rounded to 0.01 degree: the maps are cached per heading (a table's heading bins repeat)
+        mx, my = ground_plane_maps(s, float(tile_size_m), (int(out_hw[0]), int(out_hw[1])), hfov_deg,
+                                   round(float(headings[k]) % 360.0, 2) if hfov_deg is not None else 0.0,
+                                   float(camera_height_m), float(ceiling_m))
+        out[k] = cv2.remap(np.ascontiguousarray(tiles[k]), mx, my, interpolation=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REFLECT)
+    return out
+
+
 def heading_sector(polar: np.ndarray, heading_deg, hfov_deg: float) -> np.ndarray:
     """Columns of north-aligned panorama-like images (B x H x W x 3) covering ``heading_deg +- hfov_deg / 2``.
 
@@ -139,6 +210,50 @@ def heading_sector(polar: np.ndarray, heading_deg, hfov_deg: float) -> np.ndarra
         idx = (start + np.arange(width)) % w
         out.append(polar[k][:, idx])
     return np.stack(out)
+
+
+@dataclass(frozen=True)
+class AerialView:
+    """How an aerial tile becomes the aerial branch's input: one definition for training (from the model config) and
+    for every runtime encoder (from the sidecar), so that both draw exactly the same pixels.
+
+    ``kind``: 'resize' (the tile as it is), 'polar' (:func:`polar_transform`; a pinhole model takes the sector of its
+    heading from a ``polar_hw`` image) or 'projective' (:func:`ground_plane_projection` into the ground camera's own
+    geometry: the panorama, or the pinhole camera of ``hfov_deg`` at the heading).
+    """
+
+    kind: str
+    input_hw: tuple[int, int]
+    hfov_deg: float | None = None  # pinhole models
+    polar_src_px: int = 128
+    polar_hw: tuple[int, int] | None = None
+    tile_size_m: float = 50.0
+    camera_height_m: float = 2.0
+    ceiling_m: float = 6.0
+
+    def __post_init__(self):
+        if self.kind not in ("resize", "polar", "projective"):
+            raise ValueError(f"aerial preprocessing must be 'resize', 'polar' or 'projective', got {self.kind!r}")
+
+    @property
+    def needs_heading(self) -> bool:
+        return self.hfov_deg is not None and self.kind != "resize"
+
+    def __call__(self, tiles, headings_deg=None) -> np.ndarray:
+        """uint8 tiles (any square size) -> uint8 B x H x W x 3 network input."""
+        tiles = as_rgb_batch(tiles, "aerial tiles")
+        if self.needs_heading and headings_deg is None:
+            raise ValueError("a pinhole model's aerial branch needs headings_deg (the camera heading of each view)")
+        if self.kind == "polar":
+            polar = polar_transform(resize_batch(tiles, (self.polar_src_px, self.polar_src_px)),
+                                    self.polar_hw or self.input_hw)
+            if self.hfov_deg is not None:
+                polar = heading_sector(polar, headings_deg, self.hfov_deg)
+            return resize_batch(polar, self.input_hw)
+        if self.kind == "projective":
+            return ground_plane_projection(tiles, self.tile_size_m, self.input_hw, self.hfov_deg, headings_deg,
+                                           self.camera_height_m, self.ceiling_m)
+        return resize_batch(tiles, self.input_hw)
 
 
 def to_nchw_float(images: np.ndarray) -> np.ndarray:

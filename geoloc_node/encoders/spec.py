@@ -3,10 +3,11 @@
 Example (``geoloc_node/models/synth_pano256.json``)::
 
     {"format": "geoloc-model", "format_version": 1, "name": "synth_pano256", "bits": 256, "mode": "panorama",
-     "hfov_deg": null,
+     "hfov_deg": null, "heading_bins": 1,
      "ground": {"onnx": "synth_pano256.ground.onnx", "sha256": "...", "input_hw": [64, 256]},
      "aerial": {"onnx": "synth_pano256.aerial.onnx", "sha256": "...", "input_hw": [64, 256],
                 "preprocess": "polar", "polar_src_px": 128, "polar_hw": [64, 256]},
+     (a "projective" aerial branch has "tile_size_m", "camera_height_m" and "ceiling_m" instead of the polar keys)
      "ground_col0_offset_deg": 0.0, "precision": "fp16-weights", "checkpoint": null, "metrics": {...}}
 
 Both ONNX graphs take ``image``: float32 ``B x 3 x H x W`` RGB in [0, 1] (normalised inside the graph) and give
@@ -57,9 +58,12 @@ class BranchSpec:
     onnx: str  # file name, relative to the sidecar
     sha256: str
     input_hw: tuple[int, int]
-    preprocess: str = "resize"  # "resize" (ground, raw aerial) | "polar" (aerial)
+    preprocess: str = "resize"  # "resize" (ground, raw aerial) | "polar" | "projective" (aerial)
     polar_src_px: int = 128  # aerial tile resized to this square before the polar transform
     polar_hw: tuple[int, int] | None = None  # full 360-degree polar image (pinhole crops a sector of it)
+    tile_size_m: float = 50.0  # projective: the ground size of an aerial tile (a region table must use the same)
+    camera_height_m: float = 2.0  # projective: the ground camera's height above the road
+    ceiling_m: float = 6.0  # projective: height above the camera of the plane rows above the horizon are drawn on
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class ModelSpec:
     ground: BranchSpec
     aerial: BranchSpec
     hfov_deg: float | None = None
+    heading_bins: int = 1  # codes per region-table tile the model was trained for (pinhole: bin b at b*360/bins)
     ground_col0_offset_deg: float = 0.0
     precision: str = "fp32"
     checkpoint: str | None = None
@@ -99,12 +104,21 @@ class ModelSpec:
         return self.aerial.sha256
 
 
+PREPROCESSINGS = ("resize", "polar", "projective")
+
+
 def _branch(d: dict, where: Path, name: str) -> BranchSpec:
+    if d.get("preprocess", "resize") not in PREPROCESSINGS:
+        raise ModelFileError(where, f"branch {name!r}: preprocess {d.get('preprocess')!r} is not one of "
+                                    f"{PREPROCESSINGS} (a newer model format?)")
     try:
         polar_hw = d.get("polar_hw")
         return BranchSpec(onnx=str(d["onnx"]), sha256=str(d["sha256"]), input_hw=tuple(int(v) for v in d["input_hw"]),
                           preprocess=str(d.get("preprocess", "resize")), polar_src_px=int(d.get("polar_src_px", 128)),
-                          polar_hw=None if polar_hw is None else tuple(int(v) for v in polar_hw))
+                          polar_hw=None if polar_hw is None else tuple(int(v) for v in polar_hw),
+                          tile_size_m=float(d.get("tile_size_m", 50.0)),
+                          camera_height_m=float(d.get("camera_height_m", 2.0)),
+                          ceiling_m=float(d.get("ceiling_m", 6.0)))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(where, f"branch {name!r} is incomplete or invalid ({exc!r})") from None
 
@@ -133,12 +147,18 @@ def read_spec(path) -> ModelSpec:
     hfov = d.get("hfov_deg")
     if mode == "pinhole" and not hfov:
         raise ModelFileError(path, "a pinhole model needs hfov_deg")
-    known = {"format", "format_version", "name", "bits", "mode", "hfov_deg", "ground", "aerial",
+    try:  # sidecars older than the key: a panorama has 1 bin, a pinhole model 8 (the default then)
+        bins = int(d.get("heading_bins", 1 if mode == "panorama" else 8))
+    except (TypeError, ValueError):
+        bins = 0
+    if bins < 1 or (mode == "panorama" and bins != 1):
+        raise ModelFileError(path, f"heading_bins {d.get('heading_bins')!r} is invalid for a {mode} model")
+    known = {"format", "format_version", "name", "bits", "mode", "hfov_deg", "heading_bins", "ground", "aerial",
              "ground_col0_offset_deg", "precision", "checkpoint"}
     return ModelSpec(path=path, name=str(d.get("name", path.stem)), bits=bits, mode=mode,
                      ground=_branch(d.get("ground") or {}, path, "ground"),
                      aerial=_branch(d.get("aerial") or {}, path, "aerial"),
-                     hfov_deg=None if hfov is None else float(hfov),
+                     hfov_deg=None if hfov is None else float(hfov), heading_bins=bins,
                      ground_col0_offset_deg=float(d.get("ground_col0_offset_deg", 0.0)),
                      precision=str(d.get("precision", "fp32")), checkpoint=d.get("checkpoint"),
                      extra={k: v for k, v in d.items() if k not in known})

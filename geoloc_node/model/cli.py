@@ -35,6 +35,11 @@ def _add_data_args(p, train: bool) -> None:
         p.add_argument("--pairs-per-world", type=int, default=1500)
     p.add_argument("--val-seed", type=int, default=99, help="synth: a world seed never used in training")
     p.add_argument("--val-pairs", type=int, default=1000)
+    p.add_argument("--val-world-size-m", type=float, default=None,
+                   help="synth: side of the test world (default: --world-size-m)")
+    p.add_argument("--val-min-separation-m", type=float, default=0.0,
+                   help="synth: test places at least this far apart (distinct places, as CVUSA's; 0: anywhere, so "
+                        "that many test places lie a few metres from another)")
     p.add_argument("--world-size-m", type=float, default=700.0)
     p.add_argument("--tile-size-m", type=float, default=50.0)
     p.add_argument("--cache-dir", default="runs/cache", help="synth: rendered pairs are cached here")
@@ -44,7 +49,7 @@ def _add_data_args(p, train: bool) -> None:
 
 
 def register(subparsers) -> None:
-    from .net import ModelConfig
+    from .net import AERIAL_PREPROCESSINGS, ModelConfig
     from .train import TrainConfig
 
     m, t = ModelConfig(), TrainConfig()
@@ -61,7 +66,8 @@ def register(subparsers) -> None:
     p.add_argument("--ground-hw", type=_hw, default=m.ground_hw)
     p.add_argument("--aerial-hw", type=_hw, default=m.aerial_hw)
     p.add_argument("--polar-hw", type=_hw, default=None, help="pinhole: full polar image (the sector is cut from it)")
-    p.add_argument("--aerial-preprocess", choices=["polar", "raw"], default=m.aerial_preprocess)
+    p.add_argument("--aerial-preprocess", choices=list(AERIAL_PREPROCESSINGS), default=m.aerial_preprocess,
+                   help="polar transform, ground-plane projection into the ground camera's geometry, or raw tiles")
     p.add_argument("--share-weights", action="store_true")
     p.add_argument("--pool-maps", type=int, default=m.pool_maps, help="spatial pooling maps of the hash head")
     p.add_argument("--pool-dim", type=int, default=m.pool_dim, help="token width before pooling (0: backbone's)")
@@ -75,8 +81,12 @@ def register(subparsers) -> None:
     p.add_argument("--freeze-backbone", action="store_true", help="train only the hash heads")
     p.add_argument("--backbone-lr-mult", type=float, default=1.0, help="learning-rate factor of the backbone "
                                                                        "(< 1: gentle fine-tuning, batch norms frozen)")
-    p.add_argument("--tile-jitter-m", type=float, default=0.0, help="synth: move training aerial tiles up to this "
-                                                                    "far (table tiles sit on a grid)")
+    p.add_argument("--tile-jitter-m", type=float, default=0.0, help="synth: cut each training aerial tile afresh "
+                                                                    "around its place moved up to this far, every "
+                                                                    "time it is used (table tiles sit on a grid)")
+    p.add_argument("--heading-bins", type=int, default=None, help="pinhole: codes per region-table tile (default "
+                                                                  "8); with --tile-jitter-m the aerial sector is drawn "
+                                                                  "up to half a bin off the camera heading")
     p.add_argument("--init", default=None, help="start from this checkpoint's weights (fine-tuning)")
     p.add_argument("--time-budget-min", type=float, default=0.0, help="stop cleanly after this many minutes")
     p.add_argument("--seed", type=int, default=t.seed)
@@ -117,19 +127,20 @@ def _err(cmd: str, msg) -> int:
     return 2
 
 
+def _val_world_m(args) -> float:
+    return args.val_world_size_m or args.world_size_m
+
+
 def load_pairs(args, cfg, split: str):
     """PairArrays for ``split`` ('train' or 'val') from the source the arguments name."""
     from . import data
 
     if args.data == "synth":
         if split == "train":
-            p = data.synth_pairs_cached(args.seeds, args.pairs_per_world, cfg, args.cache_dir, args.world_size_m,
-                                        args.tile_size_m)
-            if getattr(args, "tile_jitter_m", 0.0) > 0:
-                p = data.jitter_aerial(p, cfg, args.tile_jitter_m, args.seed, args.world_size_m, args.tile_size_m)
-            return p
-        return data.synth_pairs_cached([args.val_seed], args.val_pairs, cfg, args.cache_dir, args.world_size_m,
-                                       args.tile_size_m)
+            return data.synth_pairs_cached(args.seeds, args.pairs_per_world, cfg, args.cache_dir, args.world_size_m,
+                                           args.tile_size_m)
+        return data.synth_pairs_cached([args.val_seed], args.val_pairs, cfg, args.cache_dir, _val_world_m(args),
+                                       args.tile_size_m, min_separation_m=args.val_min_separation_m)
     if args.data == "cvusa":
         if not args.cvusa_root:
             raise ValueError("--data cvusa needs --cvusa-root")
@@ -153,7 +164,8 @@ def cmd_train(args) -> int:
                            hfov_deg=args.hfov_deg, ground_hw=args.ground_hw, aerial_hw=args.aerial_hw,
                            aerial_preprocess=args.aerial_preprocess, polar_hw=args.polar_hw,
                            share_weights=args.share_weights, pretrained_path=args.pretrained,
-                           pool_maps=args.pool_maps, pool_dim=args.pool_dim, drop_path=args.drop_path)
+                           pool_maps=args.pool_maps, pool_dim=args.pool_dim, drop_path=args.drop_path,
+                           tile_size_m=args.tile_size_m, heading_bins=args.heading_bins)
         tcfg = TrainConfig(epochs=args.epochs, batch=args.batch, lr=args.lr, weight_decay=args.weight_decay,
                            hard_negative_frac=args.hard_negative_frac, time_budget_min=args.time_budget_min,
                            seed=args.seed, threads=args.threads, out_dir=args.out_dir,
@@ -166,7 +178,17 @@ def cmd_train(args) -> int:
               file=sys.stderr)
     except (ValueError, FileNotFoundError, json.JSONDecodeError) as exc:
         return _err("train", exc)
-    last = train(mcfg, tcfg, tr, va, resume=not args.no_resume, log=lambda s: print(s, file=sys.stderr))
+    sampler = None
+    if args.tile_jitter_m > 0:
+        if args.data != "synth":
+            return _err("train", "--tile-jitter-m needs --data synth (the orthophotos of the training worlds)")
+        from .data import JitteredAerial
+
+        # a pinhole camera's heading falls anywhere inside a table bin: train on sectors up to half a bin off it
+        half_bin = 180.0 / mcfg.table_heading_bins if mcfg.mode == "pinhole" else 0.0
+        sampler = JitteredAerial(tr, mcfg, args.tile_jitter_m, args.world_size_m, args.tile_size_m, half_bin)
+    last = train(mcfg, tcfg, tr, va, resume=not args.no_resume, log=lambda s: print(s, file=sys.stderr),
+                 aerial_sampler=sampler)
     best = Path(args.out_dir) / "best.pt"
     print(f"checkpoints: {last} (last), {best} (best validation)")
     if args.export_name:
@@ -222,7 +244,7 @@ def cmd_eval(args) -> int:
             from ..table import open_table
             from ..table_builder import build_table_from_geotiff
 
-            world = make_world(WorldConfig(size_m=args.world_size_m, seed=args.val_seed))
+            world = make_world(WorldConfig(size_m=_val_world_m(args), seed=args.val_seed))
             tif = world.write_geotiff(Path(tmp) / "world.tif")
             t = time.perf_counter()
             out = build_table_from_geotiff(tif, sidecar, Path(tmp) / "world.gltab", tile_size_m=args.tile_size_m,
@@ -230,7 +252,8 @@ def cmd_eval(args) -> int:
                                            threads=args.threads)
             build_s = time.perf_counter() - t
             table = open_table(out, expected_fingerprint=ge.aerial_fingerprint)
-            loc = table_localisation(np.packbits(zg > 0, axis=1), pairs.en, table, query_frame=world.frame)
+            loc = table_localisation(np.packbits(zg > 0, axis=1), pairs.en, table, query_frame=world.frame,
+                                     query_headings=pairs.heading)
             loc["build_seconds"] = round(build_s, 1)
             m["table_localisation"] = loc
         ge.close()

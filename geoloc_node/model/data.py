@@ -72,26 +72,30 @@ class PairArrays:
 # -- shared preprocessing (the runtime encoder's, applied once to a whole array) ---------------------------------------
 def preprocess_aerial(tiles: np.ndarray, cfg: ModelConfig, headings=None) -> np.ndarray:
     """Aerial tiles (north-up, square) -> the aerial branch's input images, as the runtime encoder makes them."""
-    tiles = pp.as_rgb_batch(tiles, "aerial tiles")
-    if cfg.aerial_preprocess == "polar":
-        polar = pp.polar_transform(pp.resize_batch(tiles, (cfg.polar_src_px, cfg.polar_src_px)),
-                                   cfg.polar_hw or cfg.aerial_hw)
-        if cfg.mode == "pinhole":
-            polar = pp.heading_sector(polar, headings, cfg.hfov_deg)
-        return pp.resize_batch(polar, cfg.aerial_hw)
-    return pp.resize_batch(tiles, cfg.aerial_hw)
+    return cfg.aerial_view()(tiles, headings)
 
 
 # -- synthetic worlds ----------------------------------------------------------------------------------------------
-def sample_road_poses(world, n: int, rng: np.random.Generator, margin_m: float = 30.0) -> np.ndarray:
-    """n poses (east, north, heading_deg) on the roads of a world, away from its border, heading along the road."""
+def sample_road_poses(world, n: int, rng: np.random.Generator, margin_m: float = 30.0,
+                      min_separation_m: float = 0.0) -> np.ndarray:
+    """n poses (east, north, heading_deg) on the roads of a world, away from its border, heading along the road.
+
+    ``min_separation_m`` > 0: no two poses closer than that (distinct places, as in CVUSA, where test locations lie far
+    apart); raises ValueError when the world's roads cannot hold n such places.
+    """
     g = world.road_graph
     a, b = g.nodes[g.edges[:, 0]], g.nodes[g.edges[:, 1]]
     length = np.linalg.norm(b - a, axis=1)
     half = world.config.size_m / 2.0 - margin_m
     out = []
     p = length / length.sum()
+    cells: dict[tuple[int, int], list] = {}  # accepted positions by grid cell of min_separation_m
+    tries = 0
     while len(out) < n:
+        tries += 1
+        if min_separation_m > 0 and tries > 200:
+            raise ValueError(f"{world.config.size_m:g} m world: its roads hold only {len(out)} places "
+                             f"{min_separation_m:g} m apart, not {n}; use a larger world or fewer pairs")
         k = rng.choice(len(length), size=2 * (n - len(out)) + 8, p=p)
         t = rng.random(len(k))
         pos = a[k] + (b[k] - a[k]) * t[:, None]
@@ -102,13 +106,22 @@ def sample_road_poses(world, n: int, rng: np.random.Generator, margin_m: float =
         heading = np.where(rng.random(len(k)) < 0.5, heading, (heading + 180.0) % 360.0)
         ok = (np.abs(pos) < half).all(axis=1)
         for e, nn, h in zip(pos[ok, 0], pos[ok, 1], heading[ok]):
+            if min_separation_m > 0:
+                ci, cj = int(e // min_separation_m), int(nn // min_separation_m)
+                near = [q for di in (-1, 0, 1) for dj in (-1, 0, 1) for q in cells.get((ci + di, cj + dj), ())]
+                if any((q[0] - e) ** 2 + (q[1] - nn) ** 2 < min_separation_m ** 2 for q in near):
+                    continue
+                cells.setdefault((ci, cj), []).append((e, nn))
             out.append((e, nn, h))
+            if len(out) == n:
+                break
     return np.asarray(out[:n], dtype=np.float64)
 
 
 def crop_aerial(world, east: float, north: float, tile_size_m: float) -> np.ndarray:
     """North-up square tile of the orthophoto centred at (east, north), cut exactly as ``build-table`` cuts a GeoTIFF
-    of this world (native resolution, pixel-aligned; outside the world is black)."""
+    of this world (native resolution, pixel-aligned; outside the world is black). ``world``: a synthetic world (or
+    anything with ``aerial_rgb`` and ``config.resolution_m`` / ``config.size_m``)."""
     res = world.config.resolution_m
     half_m = world.config.size_m / 2.0
     tile_px = int(round(tile_size_m / res))
@@ -124,7 +137,7 @@ def crop_aerial(world, east: float, north: float, tile_size_m: float) -> np.ndar
 
 def synth_pairs(seed: int, n: int, cfg: ModelConfig, world_size_m: float = 700.0, tile_size_m: float = 50.0,
                 render_seed: int | None = None, randomize: bool = True, world=None, progress: bool = False,
-                tile_jitter_m: float = 0.0) -> PairArrays:
+                tile_jitter_m: float = 0.0, min_separation_m: float = 0.0) -> PairArrays:
     """n ground/aerial pairs from the procedural world of ``seed`` (rendered with the synth renderer).
 
     Ground panoramas are rendered at the vehicle's heading and rolled north-aligned (as the runtime does with a known
@@ -135,7 +148,7 @@ def synth_pairs(seed: int, n: int, cfg: ModelConfig, world_size_m: float = 700.0
 
     world = world or make_world(WorldConfig(size_m=world_size_m, seed=seed))
     rng = np.random.default_rng(seed * 7919 + 17 if render_seed is None else render_seed)
-    poses = sample_road_poses(world, n, rng)
+    poses = sample_road_poses(world, n, rng, min_separation_m=min_separation_m)
     render_hw = _render_hw(cfg)
     ground = np.empty((n, *cfg.ground_hw, 3), np.uint8)
     tiles = []
@@ -173,44 +186,76 @@ def _render_hw(cfg: ModelConfig) -> tuple[int, int]:
 
 
 def synth_pairs_cached(seeds, n_per_world: int, cfg: ModelConfig, cache_dir, world_size_m: float = 700.0,
-                       tile_size_m: float = 50.0, progress: bool = True, tile_jitter_m: float = 0.0) -> PairArrays:
+                       tile_size_m: float = 50.0, progress: bool = True, tile_jitter_m: float = 0.0,
+                       min_separation_m: float = 0.0) -> PairArrays:
     """:func:`synth_pairs` for several worlds, each cached as an .npz keyed by everything that shapes it."""
     parts = []
     for seed in seeds:
         key = json.dumps({"seed": seed, "n": n_per_world, "size": world_size_m, "tile": tile_size_m,
                           "jit": tile_jitter_m, "mode": cfg.mode, "hfov": cfg.hfov_deg, "g": cfg.ground_hw,
                           "a": cfg.aerial_hw, "pre": cfg.aerial_preprocess, "psrc": cfg.polar_src_px,
-                          "phw": cfg.polar_hw, "off": PANORAMA_COL0_OFFSET_DEG, "v": 2}, sort_keys=True)
+                          "phw": cfg.polar_hw, "geo": [cfg.tile_size_m, cfg.camera_height_m, cfg.ceiling_m],
+                          "off": PANORAMA_COL0_OFFSET_DEG, "v": 2,
+                          **({"sep": min_separation_m} if min_separation_m else {})}, sort_keys=True)
         path = Path(cache_dir) / f"synth_{seed}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz"
         if path.exists():
             parts.append(PairArrays.load(path))
             continue
         p = synth_pairs(seed, n_per_world, cfg, world_size_m, tile_size_m, progress=progress,
-                        tile_jitter_m=tile_jitter_m)
+                        tile_jitter_m=tile_jitter_m, min_separation_m=min_separation_m)
         p.save(path)
         parts.append(p)
     return PairArrays.concat(parts)
 
 
-def jitter_aerial(pairs: PairArrays, cfg: ModelConfig, jitter_m: float, seed: int = 0, world_size_m: float = 700.0,
-                  tile_size_m: float = 50.0) -> PairArrays:
-    """Re-cut the aerial views of synthetic pairs with their centres moved up to ``jitter_m`` metres (uniform in a
-    square): a region table's tiles sit on a grid, up to half a stride from the vehicle, and the codes must tolerate
-    that. Only the orthophoto is re-cut (fast); the rendered ground views are kept."""
-    from ..synth.world import WorldConfig, make_world
+class JitteredAerial:
+    """Draws each training pair's aerial view afresh, cut around its place moved by up to ``jitter_m`` metres (uniform
+    in a square) each time the pair is used: a region table's tiles sit on a grid, up to half a stride away from the
+    vehicle, and the codes must tolerate that. Keeps only the orthophotos of the training worlds (a few MB each).
 
-    if pairs.en is None or pairs.group is None:
-        raise ValueError("jitter_aerial needs positions and world seeds (synthetic pairs)")
-    rng = np.random.default_rng(seed)
-    aerial = pairs.aerial.copy()
-    for g in np.unique(pairs.group):
-        idx = np.where(pairs.group == g)[0]
-        world = make_world(WorldConfig(size_m=world_size_m, seed=int(g)))
-        off = rng.uniform(-jitter_m, jitter_m, (len(idx), 2))
-        tiles = np.stack([crop_aerial(world, e + de, n + dn, tile_size_m)
-                          for (e, n), (de, dn) in zip(pairs.en[idx], off)])
-        aerial[idx] = preprocess_aerial(tiles, cfg, None if pairs.heading is None else pairs.heading[idx])
-    return PairArrays(pairs.ground, aerial, pairs.en, pairs.group, pairs.heading, pairs.name + f"-jit{jitter_m:g}")
+    ``heading_jitter_deg`` (pinhole models): the aerial view is drawn at the camera heading moved by up to this much,
+    because a region table stores one code per heading *bin* and a camera's heading falls anywhere inside its bin.
+
+    ``sampler(indices, rng)`` -> uint8 aerial views of those pairs, preprocessed exactly as the runtime encoder does.
+    """
+
+    def __init__(self, pairs: PairArrays, cfg: ModelConfig, jitter_m: float, world_size_m: float = 700.0,
+                 tile_size_m: float = 50.0, heading_jitter_deg: float = 0.0, worlds: dict | None = None):
+        """``worlds``: {seed: world} already built (default: the procedural world of each seed, as synth_pairs)."""
+        from ..synth.world import WorldConfig, make_world
+
+        if pairs.en is None or pairs.group is None:
+            raise ValueError("jittered aerial views need positions and world seeds (synthetic pairs)")
+        self.pairs, self.cfg, self.jitter_m, self.tile_size_m = pairs, cfg, float(jitter_m), tile_size_m
+        self.heading_jitter_deg = float(heading_jitter_deg)
+        self.view = cfg.aerial_view()
+        self.worlds = {}
+        for g in np.unique(pairs.group):
+            w = (worlds or {}).get(int(g)) or make_world(WorldConfig(size_m=world_size_m, seed=int(g)))
+            self.worlds[int(g)] = _Ortho(w.aerial_rgb, w.config.resolution_m, w.config.size_m)
+
+    def __call__(self, idx, rng: np.random.Generator) -> np.ndarray:
+        idx = np.asarray(idx)
+        off = rng.uniform(-self.jitter_m, self.jitter_m, (len(idx), 2))
+        tiles = np.stack([crop_aerial(self.worlds[int(self.pairs.group[i])], e + de, n + dn, self.tile_size_m)
+                          for i, (e, n), (de, dn) in zip(idx, self.pairs.en[idx], off)])
+        headings = None if self.pairs.heading is None else self.pairs.heading[idx]
+        if headings is not None and self.heading_jitter_deg > 0:
+            headings = headings + rng.uniform(-self.heading_jitter_deg, self.heading_jitter_deg, len(idx))
+        return self.view(tiles, headings)
+
+
+@dataclass(frozen=True)
+class _Ortho:
+    """What :func:`crop_aerial` needs of a world: its orthophoto and geometry."""
+
+    aerial_rgb: np.ndarray
+    resolution_m: float
+    size_m: float
+
+    @property
+    def config(self):
+        return self
 
 
 # -- CVUSA folder layout -------------------------------------------------------------------------------------------

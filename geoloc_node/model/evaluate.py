@@ -84,10 +84,11 @@ def summarise_errors(top1: np.ndarray, cluster: np.ndarray | None = None, within
 
 
 def table_localisation(ground_codes: np.ndarray, query_en: np.ndarray, table, k: int = 5, within_m: float = 25.0,
-                       query_frame=None) -> dict:
+                       query_frame=None, query_headings=None) -> dict:
     """Search a full region table with each ground code; errors of the top-1 tile and of the top-k cluster.
 
-    ``query_en`` is in ``query_frame`` (a LocalFrame; default: the table's own frame).
+    ``query_en`` is in ``query_frame`` (a LocalFrame; default: the table's own frame). A table with several heading
+    bins (pinhole models) is searched in the bin of each query's compass heading (``query_headings``, known heading).
     """
     from ..search import TableSearch
 
@@ -96,9 +97,14 @@ def table_localisation(ground_codes: np.ndarray, query_en: np.ndarray, table, k:
         e, n = table.frame.to_en(lat, lon)
         query_en = np.stack([e, n], axis=1)
     s = TableSearch(table)
+    bins = int(table.heading_bins)
+    if bins > 1 and query_headings is None:
+        raise ValueError("a table with heading bins needs the queries' headings")
+    keys = np.zeros(len(query_en), np.int64) if bins == 1 else \
+        np.round(np.asarray(query_headings) / (360.0 / bins)).astype(np.int64) % bins
     top1, clus = [], []
-    for code, q in zip(ground_codes, query_en):
-        m = s.topk(code, k)
+    for code, q, b in zip(ground_codes, query_en, keys):
+        m = s.topk(code, k, int(b))
         top1.append(np.linalg.norm(m.en[0] - q))
         clus.append(np.linalg.norm(cluster_estimate(np.asarray(m.en)) - q))
     out = summarise_errors(np.array(top1), np.array(clus), within_m)

@@ -103,15 +103,19 @@ def export_model(checkpoint, out_dir, name: str | None = None, precision: str = 
     paths = {}
     for branch, hw in (("ground", cfg.ground_hw), ("aerial", cfg.aerial_hw)):
         paths[branch] = export_branch(getattr(model, branch), hw, out_dir / f"{name}.{branch}.onnx", precision)
+    view = cfg.aerial_view()
     aerial = {"onnx": paths["aerial"].name, "sha256": sha256_file(paths["aerial"]), "input_hw": list(cfg.aerial_hw),
-              "preprocess": "polar" if cfg.aerial_preprocess == "polar" else "resize",
-              "polar_src_px": cfg.polar_src_px,
-              "polar_hw": list(cfg.polar_hw or cfg.aerial_hw)}
+              "preprocess": view.kind}
+    if view.kind == "polar":
+        aerial.update(polar_src_px=cfg.polar_src_px, polar_hw=list(cfg.polar_hw or cfg.aerial_hw))
+    elif view.kind == "projective":
+        aerial.update(tile_size_m=cfg.tile_size_m, camera_height_m=cfg.camera_height_m, ceiling_m=cfg.ceiling_m)
     ground = {"onnx": paths["ground"].name, "sha256": sha256_file(paths["ground"]), "input_hw": list(cfg.ground_hw)}
     ckpt_rel = None
     if keep_checkpoint:
         ckpt_rel = Path(checkpoint).name
     d = {"name": name, "bits": cfg.bits, "mode": cfg.mode, "hfov_deg": cfg.hfov_deg,
+         "heading_bins": cfg.table_heading_bins,
          "ground": ground, "aerial": aerial, "ground_col0_offset_deg": 0.0, "precision": precision,
          "checkpoint": ckpt_rel,
          "input": "image: float32 [B,3,H,W] RGB in [0,1] (normalised inside the graph); output embedding [B,bits], "

@@ -10,6 +10,7 @@ inference (and the ONNX export) returns the raw values whose signs are the code.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,21 @@ BACKBONE_PRESETS = {
     "vit_tiny_pano": ("vit_tiny_patch16_224", {"patch_size": (8, 16), "embed_dim": 128, "depth": 4, "num_heads": 4}),
     "vit_tiny_pano_p8": ("vit_tiny_patch16_224", {"patch_size": 8, "embed_dim": 128, "depth": 4, "num_heads": 4}),
     "vit_small_pano": ("vit_tiny_patch16_224", {"patch_size": 8, "embed_dim": 192, "depth": 6, "num_heads": 3}),
+    # The same ViT on a small convolutional stem instead of the linear patch projection: early convolutions make a
+    # ViT train faster and more data-efficiently (Xiao et al., "Early convolutions help transformers see better",
+    # NeurIPS 2021); three stride-2 3x3 convs give an 8x downsampled map, cut into 1x2 patches (same 128 tokens).
+    "vit_conv_pano": ("vit_tiny_patch16_224", {"conv_stem": (24, 48, 96), "patch_size": (1, 2), "embed_dim": 128,
+                                               "depth": 4, "num_heads": 4}),
+    "vit_hybrid_pano": ("vit_tiny_patch16_224", {"conv_stem": (32, 64, 96, 128), "patch_size": 1, "embed_dim": 128,
+                                                 "depth": 2, "num_heads": 4}),
+    "vit_hybrid0_pano": ("vit_tiny_patch16_224", {"conv_stem": (32, 64, 96, 128), "patch_size": 1, "embed_dim": 128,
+                                                  "depth": 0, "num_heads": 4}),
 }
+
+
+#: How the aerial tile is shown to the aerial branch: polar transform, the ground-plane projection into the ground
+#: camera's geometry (see geoloc_node.encoders.preprocess), or the tile as it is.
+AERIAL_PREPROCESSINGS = ("polar", "projective", "raw")
 
 
 @dataclass
@@ -39,7 +54,9 @@ class ModelConfig:
 
     backbone: a preset of ``BACKBONE_PRESETS`` or any timm model name (built without weights; ``backbone_kwargs`` go to
     ``timm.create_model``). mode: 'panorama' or 'pinhole' (``hfov_deg``). aerial_preprocess: 'polar' (the aerial tile is
-    polar-transformed into a panorama-like view) or 'raw'. share_weights: one backbone for both branches (useful when
+    polar-transformed into a panorama-like view), 'projective' (drawn into the ground camera's geometry as a flat
+    world would look) or 'raw'. pool_maps: learned position weightings of the hash head; 0 keeps every position
+    (flatten: for views aligned pixel for pixel). share_weights: one backbone for both branches (useful when
     both views look alike, e.g. drone and satellite images).
     """
 
@@ -53,6 +70,10 @@ class ModelConfig:
     aerial_preprocess: str = "polar"
     polar_src_px: int = 128
     polar_hw: tuple[int, int] | None = None  # pinhole: the full 360-degree polar image the sector is cut from
+    heading_bins: int | None = None  # pinhole: codes per table tile (bin b at b*360/bins); None: 8 (panorama: 1)
+    tile_size_m: float = 50.0  # ground size of an aerial tile (projective: metres matter; tables must agree)
+    camera_height_m: float = 2.0  # projective: the ground camera's height above the road
+    ceiling_m: float = 6.0  # projective: rows above the horizon are drawn on a plane this far above the camera
     share_weights: bool = False
     pool_maps: int = 8
     pool_dim: int = 0  # project tokens to this width before pooling (0: keep the backbone width)
@@ -69,11 +90,29 @@ class ModelConfig:
             raise ValueError(f"mode must be 'panorama' or 'pinhole', got {self.mode!r}")
         if self.mode == "pinhole" and not self.hfov_deg:
             raise ValueError("a pinhole model needs hfov_deg")
-        if self.aerial_preprocess not in ("polar", "raw"):
-            raise ValueError(f"aerial_preprocess must be 'polar' or 'raw', got {self.aerial_preprocess!r}")
+        if self.heading_bins is not None and (self.heading_bins < 1 or
+                                              (self.mode == "panorama" and self.heading_bins != 1)):
+            raise ValueError(f"heading_bins={self.heading_bins}: a panorama model has 1, a pinhole model >= 1")
+        if self.aerial_preprocess not in AERIAL_PREPROCESSINGS:
+            raise ValueError(f"aerial_preprocess must be one of {AERIAL_PREPROCESSINGS}, got "
+                             f"{self.aerial_preprocess!r}")
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @property
+    def table_heading_bins(self) -> int:
+        """Codes per region-table tile: 1 for a panorama (its code covers every heading), else ``heading_bins``."""
+        return 1 if self.mode == "panorama" else int(self.heading_bins or 8)
+
+    def aerial_view(self):
+        """The aerial preprocessing of this model (the same object the runtime encoders build from the sidecar)."""
+        from ..encoders.preprocess import AerialView
+
+        return AerialView(kind="resize" if self.aerial_preprocess == "raw" else self.aerial_preprocess,
+                          input_hw=self.aerial_hw, hfov_deg=self.hfov_deg if self.mode == "pinhole" else None,
+                          polar_src_px=self.polar_src_px, polar_hw=self.polar_hw, tile_size_m=self.tile_size_m,
+                          camera_height_m=self.camera_height_m, ceiling_m=self.ceiling_m)
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
@@ -90,6 +129,9 @@ def create_backbone(name: str, img_hw: tuple[int, int], kwargs: dict | None = No
         name, kw = BACKBONE_PRESETS[name]
         kw = dict(kw)
     kw.update(kwargs or {})
+    stem = kw.pop("conv_stem", None)
+    if stem:
+        kw["embed_layer"] = functools.partial(_conv_stem_embed, widths=tuple(stem))
     base = dict(pretrained=False, num_classes=0, **kw)
     if drop_path:
         base["drop_path_rate"] = drop_path
@@ -99,21 +141,44 @@ def create_backbone(name: str, img_hw: tuple[int, int], kwargs: dict | None = No
         return timm.create_model(name, **base)
 
 
+def _conv_stem(widths: tuple[int, ...], in_chans: int = 3) -> nn.Sequential:
+    """3x3 stride-2 conv + batch norm + ReLU per width: a 2**len(widths) downsampled feature map."""
+    layers, c = [], in_chans
+    for w in widths:
+        layers += [nn.Conv2d(c, w, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+        c = w
+    return nn.Sequential(*layers)
+
+
+def _conv_stem_embed(img_size, patch_size, in_chans, embed_dim, widths, **kw):
+    """timm's HybridEmbed (a CNN feature map cut into patches) on :func:`_conv_stem`: a ViT ``embed_layer``."""
+    from timm.layers import HybridEmbed
+
+    kw.pop("bias", None)
+    return HybridEmbed(_conv_stem(widths, in_chans), img_size=img_size, patch_size=patch_size, in_chans=in_chans,
+                       embed_dim=embed_dim, **kw)
+
+
 class SpatialHashHead(nn.Module):
-    """Tokens [B, T, C] -> K position weightings -> [B, K*C'] -> linear -> [B, bits]."""
+    """Tokens [B, T, C] -> K position weightings -> [B, K*C'] -> linear -> [B, bits].
+
+    ``maps=0``: no pooling, every position keeps its own weights ([B, T*C'] -> linear): for inputs whose two views are
+    aligned position by position (the ground-plane projection), where *where* a feature sits is the signal.
+    """
 
     def __init__(self, tokens: int, dim: int, bits: int, maps: int = 8, proj_dim: int = 0):
         super().__init__()
         self.norm = nn.LayerNorm(dim)
         self.proj = nn.Linear(dim, proj_dim) if proj_dim else nn.Identity()
         d = proj_dim or dim
-        self.pos_weights = nn.Parameter(torch.randn(maps, tokens) * 0.02 + 1.0 / tokens)
-        self.fc = nn.Linear(maps * d, bits)
+        self.pos_weights = nn.Parameter(torch.randn(maps, tokens) * 0.02 + 1.0 / tokens) if maps else None
+        self.fc = nn.Linear((maps or tokens) * d, bits)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.proj(self.norm(tokens))
-        pooled = torch.einsum("kt,btc->bkc", self.pos_weights, x)
-        return self.fc(pooled.flatten(1))
+        if self.pos_weights is not None:
+            x = torch.einsum("kt,btc->bkc", self.pos_weights, x)
+        return self.fc(x.flatten(1))
 
 
 class Branch(nn.Module):

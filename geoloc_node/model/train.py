@@ -81,7 +81,7 @@ def _dist_info() -> tuple[int, int, int]:
 def augment(g: torch.Tensor, a: torch.Tensor, mcfg: ModelConfig, tcfg: TrainConfig, gen: torch.Generator):
     """g, a: float [B,3,H,W] in [0,1]. Consistent geometric augmentation + per-view photometric jitter."""
     b = g.shape[0]
-    aligned = mcfg.aerial_preprocess == "polar" and mcfg.mode == "panorama"
+    aligned = mcfg.aerial_preprocess in ("polar", "projective") and mcfg.mode == "panorama"
     if aligned and tcfg.roll_aug:
         frac = torch.rand(b, generator=gen)
         g = _roll_rows(g, (frac * g.shape[-1]).long())
@@ -159,8 +159,11 @@ def embed_arrays(model: CrossViewHasher, pairs: PairArrays, device="cpu", batch:
 
 # -- the loop -----------------------------------------------------------------------------------------------------
 def train(mcfg: ModelConfig, tcfg: TrainConfig, train_pairs: PairArrays, val_pairs: PairArrays | None = None,
-          resume: bool = True, log=print) -> Path:
-    """Train and return the path of the final checkpoint (``out_dir/last.pt``; ``best.pt`` is the best validation)."""
+          resume: bool = True, log=print, aerial_sampler=None) -> Path:
+    """Train and return the path of the final checkpoint (``out_dir/last.pt``; ``best.pt`` is the best validation).
+
+    ``aerial_sampler(indices, rng)`` (optional, e.g. :class:`.data.JitteredAerial`) draws the aerial views of a batch
+    afresh instead of taking ``train_pairs.aerial``."""
     world, rank, local = _dist_info()
     device = "cpu"
     if torch.cuda.is_available():
@@ -240,7 +243,7 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, train_pairs: PairArrays, val_pai
         run_loss = 0.0
         for bidx in it:
             g = _to_tensor(train_pairs.ground[bidx])
-            a = _to_tensor(train_pairs.aerial[bidx])
+            a = _to_tensor(train_pairs.aerial[bidx] if aerial_sampler is None else aerial_sampler(bidx, rng))
             g, a = augment(g, a, mcfg, tcfg, gen)
             g, a = g.to(device, non_blocking=True), a.to(device, non_blocking=True)
             pos_mask = None

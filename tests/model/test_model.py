@@ -131,3 +131,46 @@ def test_timm_backbone_by_name():
     m = CrossViewHasher(cfg)
     assert m.ground.backbone is m.aerial.backbone
     assert m.ground(torch.rand(2, 3, 64, 64)).shape == (2, 64)
+
+
+def test_projective_model_exports_its_preprocessing(tmp_path):
+    """A ground-plane-projection model: the runtime encoder draws exactly the aerial input training drew, and a
+    region table must be cut at the model's tile size."""
+    from geoloc_node.encoders.preprocess import to_nchw_float
+    from geoloc_node.model.data import preprocess_aerial
+    from geoloc_node.model.export import export_model
+    from geoloc_node.table_builder import TableBuildError, build_table_from_tiles
+
+    cfg = ModelConfig(backbone="vit_hybrid_pano", bits=64, ground_hw=(32, 128), aerial_hw=(32, 128),
+                      aerial_preprocess="projective", share_weights=True, pool_maps=0, pool_dim=16, tile_size_m=40.0)
+    model = CrossViewHasher(cfg)
+    assert model.ground.backbone is model.aerial.backbone
+    ck = tmp_path / "m.pt"
+    torch.save({"model_config": cfg.to_dict(), "model": model.state_dict()}, ck)
+    sidecar = export_model(ck, tmp_path, "proj", precision="fp32")
+    enc = load_encoder(sidecar, "onnxruntime", branch="aerial")
+    assert enc.aerial_view == cfg.aerial_view()
+    tiles = np.random.default_rng(0).integers(0, 256, (3, 80, 80, 3), dtype=np.uint8)
+    assert np.array_equal(enc.preprocess(tiles), to_nchw_float(preprocess_aerial(tiles, cfg)))
+    import cv2
+
+    (tmp_path / "tiles").mkdir()
+    cv2.imwrite(str(tmp_path / "tiles" / "a.png"), tiles[0])
+    (tmp_path / "tiles.csv").write_text("file,lat,lon\na.png,47.0,8.0\n")
+    with pytest.raises(TableBuildError, match="40 m tiles"):
+        build_table_from_tiles(tmp_path / "tiles", tmp_path / "tiles.csv", sidecar, tmp_path / "t.gltab",
+                               tile_size_m=50.0, progress=False, backend="onnxruntime")
+    out = build_table_from_tiles(tmp_path / "tiles", tmp_path / "tiles.csv", sidecar, tmp_path / "t.gltab",
+                                 tile_size_m=40.0, progress=False, backend="onnxruntime")
+    assert out.exists()
+
+
+def test_flatten_head_keeps_every_position():
+    from geoloc_node.model.net import SpatialHashHead
+
+    head = SpatialHashHead(tokens=6, dim=8, bits=64, maps=0, proj_dim=4)
+    assert head.pos_weights is None and head.fc.in_features == 6 * 4
+    x = torch.rand(2, 6, 8)
+    y = x.clone()
+    y[:, [0, 1]] = y[:, [1, 0]]  # the same features at other positions give another code
+    assert not torch.allclose(head(x), head(y))

@@ -29,8 +29,9 @@ def test_shipped_model_loads_and_encodes(mode):
     assert codes.shape == (1, 32) and codes.dtype == np.uint8
     aerial = load_encoder(path, backend="onnxruntime", branch="aerial")
     assert aerial.fingerprint == enc.aerial_fingerprint
-    bins = 1 if mode == "panorama" else 8
-    tiles = aerial.encode_tiles(np.zeros((2, 100, 100, 3), np.uint8), heading_bins=bins)
+    bins = aerial.heading_bins
+    assert (bins == 1) == (mode == "panorama")
+    tiles = aerial.encode_tiles(np.zeros((2, 100, 100, 3), np.uint8))
     assert tiles.shape == (2, bins, 32)
 
 
