@@ -36,8 +36,9 @@ class HealthConfig:
     timeout_periods: float = 2.5
     #: Fixes may reach the pipeline later than the odometry and camera messages stamped at the same time (receiver
     #: and driver latency, a loaded computer). The timeout grows by the largest such lateness seen over the last 50
-    #: fixes, at most this much (s), so that a late-but-alive GPS is not called an outage. 0 disables it.
-    max_fix_latency_s: float = 0.5
+    #: fixes, at most this much (s), so that a late-but-alive GPS is not called an outage (an outage is then flagged
+    #: that much later: keep it well under a second). 0 disables it.
+    max_fix_latency_s: float = 0.3
     #: A fix whose covariance type is UNKNOWN (0) is DEGRADED when true (its accuracy cannot be checked).
     unknown_covariance_degrades: bool = True
     #: Frozen payload: the same latitude/longitude repeated for at least this long (s) ...
