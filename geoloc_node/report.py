@@ -96,6 +96,9 @@ def compute_metrics(res) -> dict:
     fb = fallback_spans(res)
     scripted = getattr(res, "scripted_faults", [])
     spans = list(res.outages) or [(a, b) for k, a, b in scripted if k == "outage"] or fb
+    if res.first_stamp is not None:  # an outage given past the bag's end (--gps-outage 0:1000) ends with the bag
+        spans = [(max(a, res.first_stamp), min(b, res.last_stamp)) for a, b in spans
+                 if min(b, res.last_stamp) > max(a, res.first_stamp)]
     truth = _Truth(res.truth)
     m = {
         "bag": res.bag, "mode": res.mode, "interrupted": res.interrupted,

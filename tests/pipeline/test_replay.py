@@ -90,6 +90,18 @@ def test_injected_outage_uses_dropped_fixes_as_truth(world, table, drive_bag, tm
     assert res.counts["gps_dropped_by_outage"] == 90 and m["inside_outage"]["filter"]["median_m"] < 8.0
 
 
+def test_an_outage_past_the_end_of_the_bag_ends_with_it(world, table, drive_bag, tmp_path):
+    """``--gps-outage 30:1000`` on a 50 s bag: the evaluation span stops at the last message, so availability is not
+    diluted by the 950 s that the bag does not have."""
+    bag, _ = drive_bag
+    res = replay(bag, tmp_path / "o", CFG, FakeOracleEncoder(world, flip_prob=0.1), table, outages=[(30.0, 1000.0)],
+                 progress=False)
+    m = compute_metrics(res)
+    (a, b), = m["evaluation_spans_s"]
+    assert a == 30.0 and 49.0 < b <= 50.5
+    assert m["inside_outage"]["availability"] > 0.9
+
+
 class _Crash(BaseException):
     """Something the pipeline does not catch (a bug, an out-of-memory kill by the runtime)."""
 
