@@ -225,7 +225,7 @@ def run_drive(args) -> int:
         return _fail("drive", f"output {args.out} already exists; choose a new path or remove it first")
     try:
         faults = [parse_fault(text) for text in args.fault]
-        size = args.size or ((128, 512) if args.camera == "panorama" else (240, 320))
+        size = args.size  # None: the camera model's default (DriveConfig)
         config = DriveConfig(duration_s=args.duration, seed=args.seed, speed_min_mps=args.speed[0],
                              speed_max_mps=args.speed[1], camera=args.camera, image_size=size, hfov_deg=args.hfov,
                              gps_faults=faults, storage=args.storage, distro=args.distro,

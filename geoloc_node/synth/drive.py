@@ -62,6 +62,11 @@ class DriveError(GeolocError, ValueError):
     """A drive cannot be recorded from what was given."""
 
 
+#: Camera image size (height, width) by camera model when the config gives none: the panorama of the renderer and of
+#: CVUSA, and a 4:3 forward camera.
+DEFAULT_IMAGE_SIZE = {"panorama": (128, 512), "pinhole": (240, 320)}
+
+
 @dataclass
 class DriveConfig:
     """What to record. Defaults: 60 s, panorama camera, MCAP, Jazzy message definitions."""
@@ -72,7 +77,7 @@ class DriveConfig:
     speed_max_mps: float = 15.0
     stop_probability: float = 0.25  # at each junction
     camera: str = "panorama"  # "panorama" or "pinhole"
-    image_size: tuple[int, int] = (128, 512)  # (height, width)
+    image_size: tuple[int, int] | None = None  # (height, width); None: 128x512 panorama, 240x320 (4:3) pinhole
     hfov_deg: float = 90.0  # pinhole only
     camera_height_m: float = 2.0
     image_rate_hz: float = 10.0
@@ -91,6 +96,10 @@ class DriveConfig:
     distro: str = "jazzy"  # "jazzy" or "humble": message definitions (typestore) and bag metadata version
     start_time_s: float = 1_700_000_000.0  # stamp of t = 0 (fixed so that bags are reproducible)
     topics: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TOPICS))
+
+    def __post_init__(self):
+        if self.image_size is None:
+            self.image_size = DEFAULT_IMAGE_SIZE.get(self.camera, (128, 512))
 
     def validate(self) -> None:
         if not (1.0 <= self.duration_s <= 3600.0):
