@@ -57,8 +57,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train the cross-view hashing model",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_data_args(p, train=True)
-    p.add_argument("--backbone", default=m.backbone, help="preset (vit_micro, vit_tiny_pano, vit_small_pano) or any "
-                                                          "timm model name")
+    p.add_argument("--backbone", default=m.backbone, help="preset (vit_hybrid_pano, vit_tiny_pano, vit_micro, ...; "
+                                                          "see docs/model.md) or any timm model name")
     p.add_argument("--backbone-kwargs", default="{}", help="JSON of extra timm.create_model arguments")
     p.add_argument("--bits", type=int, default=m.bits, choices=[64, 128, 256, 512])
     p.add_argument("--mode", choices=["panorama", "pinhole"], default=m.mode)
@@ -68,7 +68,9 @@ def register(subparsers) -> None:
     p.add_argument("--polar-hw", type=_hw, default=None, help="pinhole: full polar image (the sector is cut from it)")
     p.add_argument("--aerial-preprocess", choices=list(AERIAL_PREPROCESSINGS), default=m.aerial_preprocess,
                    help="polar transform, ground-plane projection into the ground camera's geometry, or raw tiles")
-    p.add_argument("--share-weights", action="store_true")
+    p.add_argument("--share-weights", action=argparse.BooleanOptionalAction, default=m.share_weights,
+                   help="one backbone for both branches (views that look alike: projected aerial tiles, drone and "
+                        "satellite images)")
     p.add_argument("--pool-maps", type=int, default=m.pool_maps, help="spatial pooling maps of the hash head")
     p.add_argument("--pool-dim", type=int, default=m.pool_dim, help="token width before pooling (0: backbone's)")
     p.add_argument("--drop-path", type=float, default=m.drop_path)

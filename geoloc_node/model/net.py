@@ -24,8 +24,8 @@ from ..codes import check_bits
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-#: Named backbone settings. "vit_tiny_pano" is the default: a 4-layer ViT of width 128 with 8x16 patches (128 tokens
-#: on a 64x256 panorama; 8x8 patches cost twice the compute for the same parameters).
+#: Named backbone settings. "vit_hybrid_pano" is the default (the shipped models): timm's VisionTransformer on a small
+#: convolutional stem (see docs/model.md for the comparison with the plain ViTs "vit_tiny_pano" & co.).
 BACKBONE_PRESETS = {
     "vit_micro": ("vit_tiny_patch16_224", {"patch_size": 8, "embed_dim": 64, "depth": 2, "num_heads": 2}),
     "vit_tiny_pano": ("vit_tiny_patch16_224", {"patch_size": (8, 16), "embed_dim": 128, "depth": 4, "num_heads": 4}),
@@ -60,23 +60,23 @@ class ModelConfig:
     both views look alike, e.g. drone and satellite images).
     """
 
-    backbone: str = "vit_tiny_pano"
+    backbone: str = "vit_hybrid_pano"
     backbone_kwargs: dict = field(default_factory=dict)
     bits: int = 256
     mode: str = "panorama"
     hfov_deg: float | None = None
     ground_hw: tuple[int, int] = (64, 256)
     aerial_hw: tuple[int, int] = (64, 256)
-    aerial_preprocess: str = "polar"
+    aerial_preprocess: str = "projective"
     polar_src_px: int = 128
     polar_hw: tuple[int, int] | None = None  # pinhole: the full 360-degree polar image the sector is cut from
     heading_bins: int | None = None  # pinhole: codes per table tile (bin b at b*360/bins); None: 8 (panorama: 1)
     tile_size_m: float = 50.0  # ground size of an aerial tile (projective: metres matter; tables must agree)
     camera_height_m: float = 2.0  # projective: the ground camera's height above the road
     ceiling_m: float = 6.0  # projective: rows above the horizon are drawn on a plane this far above the camera
-    share_weights: bool = False
-    pool_maps: int = 8
-    pool_dim: int = 0  # project tokens to this width before pooling (0: keep the backbone width)
+    share_weights: bool = True
+    pool_maps: int = 0  # 0: every position keeps its own weights (flatten); K > 0: K learned position weightings
+    pool_dim: int = 32  # project tokens to this width before pooling (0: keep the backbone width)
     drop_path: float = 0.0
     pretrained_path: str | None = None  # a local state_dict for the backbone(s); never downloaded
 

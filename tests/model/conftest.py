@@ -45,7 +45,8 @@ def toy_pairs(seed: int, n: int, cfg: ModelConfig, tile_px: int = 64) -> PairArr
 
 @pytest.fixture(scope="session")
 def tiny_cfg() -> ModelConfig:
-    return ModelConfig(backbone="vit_micro", bits=64, ground_hw=HW, aerial_hw=HW, polar_src_px=64, pool_maps=4)
+    return ModelConfig(backbone="vit_micro", bits=64, ground_hw=HW, aerial_hw=HW, aerial_preprocess="polar",
+                       polar_src_px=64, share_weights=False, pool_maps=4, pool_dim=0)
 
 
 @pytest.fixture(scope="session")
