@@ -100,6 +100,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="the node's encoder_threads")
     ap.add_argument("--domain", type=int, default=77)
     ap.add_argument("--json", help="write the results here too")
+    ap.add_argument("--raw", help="write each matched frame (drive time s, latency ms) to this .npz (the tail)")
     args = ap.parse_args(argv)
 
     work = Path(args.untrained)
@@ -257,6 +258,10 @@ def main(argv=None) -> int:
         print(err[-3000:], file=sys.stderr)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
+    if args.raw:
+        np.savez(args.raw, t_s=np.array([k[0] + k[1] * 1e-9 - T0 for k in keys]), latency_ms=lat,
+                 sent_perf_s=np.array([sent[k] for k in keys]),
+                 sent_t_s=np.array(sorted(k[0] + k[1] * 1e-9 - T0 for k in sent)))
     return 0 if len(lat) else 1
 
 

@@ -22,6 +22,7 @@ Run: ``ros2 run geoloc_node geoloc_node --ros-args --params-file config/geoloc.y
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import sys
@@ -249,6 +250,12 @@ class GeolocNode(LifecycleNode):
         ret = super().on_configure(state)
         self._state = "inactive" if ret == TransitionCallbackReturn.SUCCESS else "unconfigured"
         if ret == TransitionCallbackReturn.SUCCESS:
+            # The ~150,000 objects alive now (rclpy, numpy, ONNX Runtime, the pipeline) live as long as the
+            # configuration. Left in the collector's view, every full collection walks them all: 60-85 ms with the
+            # GIL held, every 10-15 s while frames stream in (measured with gc.callbacks in benchmarks/bench_node.py),
+            # which stalls every thread and was the node's latency tail. Frozen, they are skipped; _release unfreezes.
+            gc.collect()
+            gc.freeze()
             backend = getattr(getattr(pipeline, "encoder", None), "backend", None) or type(pipeline).__name__
             self.get_logger().info(f"configured: pipeline ready ({backend}); waiting for activate")
         return ret
@@ -305,6 +312,7 @@ class GeolocNode(LifecycleNode):
     def _release(self) -> None:
         """Subscriptions, inference thread (the pipeline and the encoder's GPU memory go with it), publishers."""
         self._destroy_subscriptions()
+        gc.unfreeze()  # the pipeline and its encoder are about to become garbage: let the collector see them again
         if self._worker is not None:
             if not self._worker.stop():
                 self.get_logger().warning("inference thread did not stop within 10 s; abandoning it")

@@ -3,6 +3,8 @@ leaves the node unconfigured with the reason in the log and /diagnostics, cleanu
 
 from __future__ import annotations
 
+import gc
+
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
@@ -30,6 +32,7 @@ def test_transitions_build_and_release_the_pipeline(ros):
 
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     assert node.lifecycle_state == "inactive"
+    assert gc.get_freeze_count() > 0  # what lives as long as the configuration is kept out of full collections
     pipeline = factory.built[-1]
     assert pipeline.build_thread == "geoloc_inference"  # the encoder is created on the thread that will use it
     assert node.count_subscribers("/gps/fix") == 0 and not node._subs
@@ -43,6 +46,7 @@ def test_transitions_build_and_release_the_pipeline(ros):
     assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
     assert node.lifecycle_state == "unconfigured"
     assert pipeline.closed and node._worker is None and not node._pubs
+    assert gc.get_freeze_count() == 0  # and released: the old pipeline can be collected
 
     # and again: a second configure builds a fresh pipeline
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
