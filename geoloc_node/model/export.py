@@ -119,9 +119,16 @@ def export_model(checkpoint, out_dir, name: str | None = None, precision: str = 
          "ground": ground, "aerial": aerial, "ground_col0_offset_deg": 0.0, "precision": precision,
          "checkpoint": ckpt_rel,
          "input": "image: float32 [B,3,H,W] RGB in [0,1] (normalised inside the graph); output embedding [B,bits], "
-                  "code = sign; ground panoramas north-aligned (column j at azimuth 360*(j+0.5)/W)",
+                  "code = sign; " + _ground_input_note(cfg),
          "model_config": cfg.to_dict(), "params": {"ground": model.n_params("ground"),
                                                     "aerial": model.n_params("aerial")},
          "training": ck.get("train_config", {}), "trained_steps": ck.get("step"),
          "metrics": metrics or ck.get("metrics") or {}}
     return write_spec(out_dir / f"{name}.json", json.loads(json.dumps(d, default=str)))
+
+
+def _ground_input_note(cfg) -> str:
+    if cfg.mode == "pinhole":
+        return (f"ground: a pinhole image, {cfg.hfov_deg:g} degrees horizontal field of view, at a known heading; "
+                f"aerial: the tile seen from each of the table's {cfg.table_heading_bins} heading bins")
+    return "ground panoramas north-aligned (column j at azimuth 360*(j+0.5)/W)"
