@@ -195,9 +195,13 @@ class Pipeline:
         with self._lock:
             if not self._accept("frame", frame.stamp, out):
                 return out
-            change = self.health.tick(frame.stamp)
-            if change:
-                out.append(change)
+            # Live, the camera subscription keeps only the newest frame while fixes and odometry wait in queues, so a
+            # frame's stamp runs ahead of the fixes by the executor's backlog (traced: up to 2 s in a busy process)
+            # and would time GPS out falsely. With odometry (queued like GPS) it alone advances the GPS timeout.
+            if self._last["odometry"] is None:
+                change = self.health.tick(frame.stamp)
+                if change:
+                    out.append(change)
             if self.filter is None:
                 return out
             if not (self.fallback_active or self.config.pipeline.visual_when_healthy):
