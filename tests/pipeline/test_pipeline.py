@@ -218,15 +218,3 @@ def test_replays_are_deterministic(world, table):
         out = feed(Pipeline(CFG, FakeOracleEncoder(world, flip_prob=0.1, seed=4), table), events)
         runs.append([(o.stamp, o.east, o.north) for o in out if isinstance(o, Estimate)])
     assert runs[0] == runs[1] and len(runs[0]) > 100
-
-
-def test_warm_up_loads_the_kernels_and_leaves_no_state(world, table):
-    """The node warms the pipeline up on configure, so that the first camera frame does not stall every callback
-    while numba loads its kernels (0.7 s measured): warm_up must leave the pipeline as it found it."""
-    from geoloc_node import hamming_kernels
-
-    p = Pipeline(GeolocConfig(), FakeOracleEncoder(world), table)
-    before = dict(p.counts)
-    p.warm_up()
-    assert hamming_kernels.window_all.signatures and hamming_kernels.window_topk.signatures
-    assert p.counts == before and not p.filter.initialized and p.health.state == LOST
