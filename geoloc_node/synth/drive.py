@@ -99,7 +99,7 @@ class DriveConfig:
 
     def __post_init__(self):
         if self.image_size is None:
-            self.image_size = DEFAULT_IMAGE_SIZE.get(self.camera, (128, 512))
+            self.image_size = DEFAULT_IMAGE_SIZE.get(self.camera, DEFAULT_IMAGE_SIZE["panorama"])
 
     def validate(self) -> None:
         if not (1.0 <= self.duration_s <= 3600.0):
