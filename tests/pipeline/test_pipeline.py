@@ -218,3 +218,20 @@ def test_replays_are_deterministic(world, table):
         out = feed(Pipeline(CFG, FakeOracleEncoder(world, flip_prob=0.1, seed=4), table), events)
         runs.append([(o.stamp, o.east, o.north) for o in out if isinstance(o, Estimate)])
     assert runs[0] == runs[1] and len(runs[0]) > 100
+
+
+@pytest.mark.parametrize("with_odometry", [True, False])
+def test_frames_advance_the_gps_timeout_only_without_odometry(world, table, with_odometry):
+    """Live, a depth-1 camera subscription hands over its newest frame while fixes wait in a queue: a frame stamped
+    2 s after the last fix must not time GPS out when odometry (queued like GPS) keeps the clock; without odometry,
+    frames are the only clock and do."""
+    p = Pipeline(GeolocConfig(), FakeOracleEncoder(world), table)
+    for i in range(60):  # 6 s of healthy 10 Hz GPS
+        t = 100.0 + i * 0.1
+        p.on_gps(gps_fix(table.frame, t, 0.0, 0.0))
+        if with_odometry:
+            p.on_odometry(Odometry(stamp=t, x=0, y=0, yaw=0, v=0, yaw_rate=0))
+    assert p.health.state == HEALTHY
+    p.submit_frame(fake_frame(107.9, 0.0, 0.0))
+    changes = [r for r in p.process_pending() if isinstance(r, HealthChange)]
+    assert (p.health.state == HEALTHY) == with_odometry and bool(changes) != with_odometry
