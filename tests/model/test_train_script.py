@@ -28,7 +28,7 @@ def _recorded_commands(tmp_path, which: str) -> list[list[str]]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
-def test_the_script_refuses_an_unknown_model(tmp_path):
+def test_the_script_refuses_an_unknown_model():
     r = subprocess.run(["bash", str(SCRIPT), "fisheye"], capture_output=True, text=True,
                        env={**os.environ, "GEOLOC": "/bin/false"})
     assert r.returncode == 2 and "usage" in r.stderr
