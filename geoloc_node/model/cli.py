@@ -140,7 +140,7 @@ def load_pairs(args, cfg, split: str):
     if args.data == "synth":
         if split == "train":
             return data.synth_pairs_cached(args.seeds, args.pairs_per_world, cfg, args.cache_dir, args.world_size_m,
-                                           args.tile_size_m)
+                                           args.tile_size_m, workers=args.threads)
         return data.synth_pairs_cached([args.val_seed], args.val_pairs, cfg, args.cache_dir, _val_world_m(args),
                                        args.tile_size_m, min_separation_m=args.val_min_separation_m)
     if args.data == "cvusa":

@@ -187,9 +187,12 @@ def _render_hw(cfg: ModelConfig) -> tuple[int, int]:
 
 def synth_pairs_cached(seeds, n_per_world: int, cfg: ModelConfig, cache_dir, world_size_m: float = 700.0,
                        tile_size_m: float = 50.0, progress: bool = True, tile_jitter_m: float = 0.0,
-                       min_separation_m: float = 0.0) -> PairArrays:
-    """:func:`synth_pairs` for several worlds, each cached as an .npz keyed by everything that shapes it."""
-    parts = []
+                       min_separation_m: float = 0.0, workers: int = 1) -> PairArrays:
+    """:func:`synth_pairs` for several worlds, each cached as an .npz keyed by everything that shapes it.
+
+    ``workers`` > 1 renders the missing worlds in that many processes (one world each; rendering is single-threaded
+    numpy, so this is what uses the other cores before training starts)."""
+    paths = {}
     for seed in seeds:
         key = json.dumps({"seed": seed, "n": n_per_world, "size": world_size_m, "tile": tile_size_m,
                           "jit": tile_jitter_m, "mode": cfg.mode, "hfov": cfg.hfov_deg, "g": cfg.ground_hw,
@@ -197,15 +200,32 @@ def synth_pairs_cached(seeds, n_per_world: int, cfg: ModelConfig, cache_dir, wor
                           "phw": cfg.polar_hw, "geo": [cfg.tile_size_m, cfg.camera_height_m, cfg.ceiling_m],
                           "off": PANORAMA_COL0_OFFSET_DEG, "v": 2,
                           **({"sep": min_separation_m} if min_separation_m else {})}, sort_keys=True)
-        path = Path(cache_dir) / f"synth_{seed}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz"
-        if path.exists():
-            parts.append(PairArrays.load(path))
-            continue
-        p = synth_pairs(seed, n_per_world, cfg, world_size_m, tile_size_m, progress=progress,
-                        tile_jitter_m=tile_jitter_m, min_separation_m=min_separation_m)
-        p.save(path)
-        parts.append(p)
-    return PairArrays.concat(parts)
+        paths[seed] = Path(cache_dir) / f"synth_{seed}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz"
+    missing = [s for s in dict.fromkeys(seeds) if not paths[s].exists()]
+    kwargs = dict(n=n_per_world, cfg=cfg, world_size_m=world_size_m, tile_size_m=tile_size_m,
+                  tile_jitter_m=tile_jitter_m, min_separation_m=min_separation_m)
+    if workers > 1 and len(missing) > 1:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        # spawn, not fork: the parent has torch (and its thread pool) loaded
+        with cf.ProcessPoolExecutor(min(workers, len(missing)), mp_context=mp.get_context("spawn")) as ex:
+            futs = [ex.submit(_render_and_cache, s, paths[s], kwargs) for s in missing]
+            done = cf.as_completed(futs)
+            if progress:
+                from tqdm import tqdm
+
+                done = tqdm(done, total=len(futs), desc=f"render {len(futs)} worlds", unit="world", leave=False)
+            for f in done:
+                f.result()
+    else:
+        for s in missing:
+            _render_and_cache(s, paths[s], {**kwargs, "progress": progress})
+    return PairArrays.concat([PairArrays.load(paths[s]) for s in seeds])
+
+
+def _render_and_cache(seed: int, path: Path, kwargs: dict) -> None:
+    synth_pairs(seed, **kwargs).save(path)
 
 
 class JitteredAerial:

@@ -177,7 +177,7 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, train_pairs: PairArrays, val_pai
     out.mkdir(parents=True, exist_ok=True)
     main = rank == 0
 
-    model = CrossViewHasher(mcfg).to(device)
+    model = CrossViewHasher(mcfg).to(device, memory_format=torch.channels_last)
     if tcfg.init_checkpoint:
         init = torch.load(tcfg.init_checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(init["model"])
@@ -245,7 +245,8 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, train_pairs: PairArrays, val_pai
             g = _to_tensor(train_pairs.ground[bidx])
             a = _to_tensor(train_pairs.aerial[bidx] if aerial_sampler is None else aerial_sampler(bidx, rng))
             g, a = augment(g, a, mcfg, tcfg, gen)
-            g, a = g.to(device, non_blocking=True), a.to(device, non_blocking=True)
+            # channels-last: oneDNN's (and cuDNN's) fast convolution layout, 10-20 % faster steps on the 2-core VM
+            g, a = (x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last) for x in (g, a))
             pos_mask = None
             if train_pairs.en is not None and tcfg.same_place_m > 0:
                 en = torch.from_numpy(train_pairs.en[bidx]).to(device)

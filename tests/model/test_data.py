@@ -41,3 +41,20 @@ def test_jittered_aerial_matches_the_runtime_view_and_moves(world, mode):
     moved = JitteredAerial(pairs, cfg, jitter_m=5.0, heading_jitter_deg=10.0, worlds={WORLD.seed: world})
     a, b = moved(idx, np.random.default_rng(1)), moved(idx, np.random.default_rng(2))
     assert a.shape == pairs.aerial.shape and not np.array_equal(a, pairs.aerial) and not np.array_equal(a, b)
+
+
+def test_worlds_rendered_in_parallel_equal_the_serial_ones_and_are_cached(tmp_path):
+    from geoloc_node.model.data import synth_pairs_cached
+
+    cfg = ModelConfig(backbone="vit_micro", bits=64, ground_hw=(16, 64), aerial_hw=(16, 64))
+    kw = dict(world_size_m=300.0, progress=False)
+    serial = synth_pairs_cached([3, 4], 5, cfg, tmp_path / "serial", workers=1, **kw)
+    parallel = synth_pairs_cached([3, 4], 5, cfg, tmp_path / "parallel", workers=2, **kw)
+    for name in ("ground", "aerial", "en", "group", "heading"):
+        assert np.array_equal(getattr(serial, name), getattr(parallel, name)), name
+    assert list(parallel.group) == [3] * 5 + [4] * 5  # in the order of the seeds asked for
+    cached = sorted((tmp_path / "parallel").glob("*.npz"))
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    again = synth_pairs_cached([3, 4], 5, cfg, tmp_path / "parallel", workers=2, **kw)
+    assert [p.stat().st_mtime_ns for p in cached] == stamps and len(cached) == 2  # read, not rendered again
+    assert np.array_equal(again.ground, parallel.ground)
