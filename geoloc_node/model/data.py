@@ -201,16 +201,17 @@ def synth_pairs_cached(seeds, n_per_world: int, cfg: ModelConfig, cache_dir, wor
                           "off": PANORAMA_COL0_OFFSET_DEG, "v": 2,
                           **({"sep": min_separation_m} if min_separation_m else {})}, sort_keys=True)
         paths[seed] = Path(cache_dir) / f"synth_{seed}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz"
-    missing = [s for s in dict.fromkeys(seeds) if not paths[s].exists()]
+    missing = [s for s in paths if not paths[s].exists()]
     kwargs = dict(n=n_per_world, cfg=cfg, world_size_m=world_size_m, tile_size_m=tile_size_m,
                   tile_jitter_m=tile_jitter_m, min_separation_m=min_separation_m)
+    rendered: dict[int, PairArrays] = {}  # rendered here: kept, not read back from the cache
     if workers > 1 and len(missing) > 1:
         import concurrent.futures as cf
         import multiprocessing as mp
 
         # spawn, not fork: the parent has torch (and its thread pool) loaded
         with cf.ProcessPoolExecutor(min(workers, len(missing)), mp_context=mp.get_context("spawn")) as ex:
-            futs = [ex.submit(_render_and_cache, s, paths[s], kwargs) for s in missing]
+            futs = [ex.submit(_render_to_cache, s, paths[s], kwargs) for s in missing]
             done = cf.as_completed(futs)
             if progress:
                 from tqdm import tqdm
@@ -220,11 +221,13 @@ def synth_pairs_cached(seeds, n_per_world: int, cfg: ModelConfig, cache_dir, wor
                 f.result()
     else:
         for s in missing:
-            _render_and_cache(s, paths[s], {**kwargs, "progress": progress})
-    return PairArrays.concat([PairArrays.load(paths[s]) for s in seeds])
+            rendered[s] = synth_pairs(s, progress=progress, **kwargs)
+            rendered[s].save(paths[s])
+    return PairArrays.concat([rendered[s] if s in rendered else PairArrays.load(paths[s]) for s in seeds])
 
 
-def _render_and_cache(seed: int, path: Path, kwargs: dict) -> None:
+def _render_to_cache(seed: int, path: Path, kwargs: dict) -> None:
+    """A worker process's job: returns nothing, so the arrays do not travel back through a pipe."""
     synth_pairs(seed, **kwargs).save(path)
 
 

@@ -245,7 +245,7 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, train_pairs: PairArrays, val_pai
             g = _to_tensor(train_pairs.ground[bidx])
             a = _to_tensor(train_pairs.aerial[bidx] if aerial_sampler is None else aerial_sampler(bidx, rng))
             g, a = augment(g, a, mcfg, tcfg, gen)
-            # channels-last: oneDNN's (and cuDNN's) fast convolution layout, 10-20 % faster steps on the 2-core VM
+            # channels-last: oneDNN's (and cuDNN's) fast convolution layout (2-core VM: an epoch 224 s instead of 236 s)
             g, a = (x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last) for x in (g, a))
             pos_mask = None
             if train_pairs.en is not None and tcfg.same_place_m > 0:
