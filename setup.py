@@ -48,7 +48,7 @@ setup(
             "ros-jazzy-geometry-msgs", "ros-jazzy-diagnostic-msgs", "ros-jazzy-visualization-msgs",
             "ros-jazzy-std-msgs", "ros-jazzy-lifecycle-msgs", "ros-jazzy-rosgraph-msgs",
         ],
-        "dev": ["pytest>=8", "pytest-timeout>=2.2", "pytest-rerunfailures>=14", "ruff>=0.6",
+        "dev": ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.6",
                 "mcap-ros2-support>=0.5"],
     },
     zip_safe=True,

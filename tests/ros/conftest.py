@@ -12,7 +12,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from geoloc_node.ros.node import make_executor  # noqa: E402
 
 # Domains 1..100 (inside the range whose ports never collide); start from the pid so that parallel runs differ.
 _DOMAINS = itertools.count(1 + os.getpid() % 50)
@@ -25,13 +25,14 @@ def pytest_collection_modifyitems(items):
 
 
 class RosHarness:
-    """A context, a MultiThreadedExecutor spinning in a background thread, and a helper node for the test side."""
+    """A context, the node's own executor (``make_executor``) spinning in a background thread, and a helper node for
+    the test side."""
 
     def __init__(self, domain_id: int):
         self.domain_id = domain_id
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        self.executor = make_executor(context=self.context)
         self.nodes = []
         self.tester = self.add(rclpy.create_node("tester", context=self.context))
         self._thread = threading.Thread(target=self._spin, daemon=True)

@@ -75,13 +75,6 @@ def _truth(bag):
 
 
 @pytest.mark.slow
-# Quarantined from the default run: with the real ONNX encoder in the test process, GPS callbacks lag odometry often
-# enough on the 2-core CI machine that the health monitor sees false outages before the scripted one (the node then
-# rightly publishes early). It passed on an idle machine when run alone
-# (`GEOLOC_LIVE_MODEL_TEST=1 pytest tests/ros/test_drive_model.py`); tests/ros/test_drive.py covers the same wiring in
-# CI with the pipeline's test encoder.
-@pytest.mark.skipif(not os.environ.get("GEOLOC_LIVE_MODEL_TEST"), reason="timing-sensitive on shared CI machines; "
-                    "set GEOLOC_LIVE_MODEL_TEST=1 to run")
 def test_shipped_model_drive_through_the_node(ros, synth_drive, tmp_path):
     model, table_path, bag = synth_drive
     from geoloc_node.table import open_table
