@@ -113,6 +113,15 @@ class Pipeline:
         table = open_table(config.table.path, verify=config.table.verify)
         return cls(config, encoder, table)
 
+    def warm_up(self) -> None:
+        """Load what the first frame would otherwise load (the search kernels, the encoder's first run), so that a live
+        node does not stall at its first frame. Leaves no state behind: no counts, no filter, no health change."""
+        if self.search is not None:
+            self.search.warm_up()
+        hw = getattr(self.encoder, "input_hw", None)  # real encoders; the tests' seams have no first-run cost
+        if hw is not None:
+            self.encoder.encode(np.zeros((*hw, 3), dtype=np.uint8), headings_deg=[0.0])
+
     def _reset_state(self) -> None:
         self.health.reset()
         if self.filter is not None:

@@ -71,6 +71,18 @@ class TableSearch:
         dist, idx = faiss.knn_hamming(q[None, :], block, k)
         return self._matches(idx[0], dist[0])
 
+    def warm_up(self) -> None:
+        """Run each compiled kernel once on this table. The first call of a numba kernel loads (or, without a cache,
+        compiles) it: 0.7 s here of imports with the GIL held, which in a live node stalls every callback thread at
+        the first camera frame. Call it before data flows (the node does, on configure)."""
+        if self.table.n_tiles == 0:
+            return
+        e, n = (float(v) for v in self._en[0])
+        zero = np.zeros(self.table.bits // 8, dtype=np.uint8)
+        self.window_distances(zero, e, n, 1.0)
+        self.topk_window(zero, e, n, 1.0, k=1)
+        self.window(e, n, 1.0)
+
     # -- geographic window ---------------------------------------------------------------------------------------
     def window(self, east: float, north: float, radius_m: float) -> np.ndarray:
         """Indices of the tiles whose centres lie within ``radius_m`` of (east, north); empty outside the coverage."""

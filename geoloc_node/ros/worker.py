@@ -64,6 +64,9 @@ class InferenceWorker:
     def _run(self) -> None:
         try:
             self.pipeline = self._build()
+            warm_up = getattr(self.pipeline, "warm_up", None)
+            if callable(warm_up):  # before data flows: a first-frame stall would hold the GIL over every callback
+                warm_up()
         except BaseException as e:  # noqa: BLE001 - reported to on_configure, which fails the transition
             self._start_error = e
             self._ready.set()

@@ -235,3 +235,15 @@ def test_frames_advance_the_gps_timeout_only_without_odometry(world, table, with
     p.submit_frame(fake_frame(107.9, 0.0, 0.0))
     changes = [r for r in p.process_pending() if isinstance(r, HealthChange)]
     assert (p.health.state == HEALTHY) == with_odometry and bool(changes) != with_odometry
+
+
+def test_warm_up_loads_the_kernels_and_leaves_no_state(world, table):
+    """The node warms the pipeline up on configure, so that the first camera frame does not stall every callback
+    while numba loads its kernels (0.7 s measured): warm_up must leave the pipeline as it found it."""
+    from geoloc_node import hamming_kernels
+
+    p = Pipeline(GeolocConfig(), FakeOracleEncoder(world), table)
+    before = dict(p.counts)
+    p.warm_up()
+    assert hamming_kernels.window_all.signatures and hamming_kernels.window_topk.signatures
+    assert p.counts == before and not p.filter.initialized and p.health.state == LOST
