@@ -534,14 +534,13 @@ def make_executor(context=None):
 
     Why not rclpy's MultiThreadedExecutor: in Python it re-yields every queued-but-not-started callback task on each
     wake-up, so as soon as its pool threads wait for the GIL (the inference thread runs too) the spin thread
-    busy-loops re-submitting them and input falls behind. Measured on the 2-core VM with tests/ros/test_drive.py's
-    32 s bag played live (10 Hz GPS, 20 Hz odometry, 10 Hz images), 8 runs with 4 threads: 15-501 of 640 odometry
-    messages and 0-104 of 200 fixes dropped from full queues, fixes up to 4 s late, GPS falsely declared lost in 6
-    runs, the spin thread busy for 25 of the 35 s; single-threaded (3 runs): nothing dropped, fixes 2 ms late
-    (median; p95 under 9 ms), 5 s of spin-thread CPU. Every callback here is short (the slow work is on the
-    inference thread), so one thread is enough. A lifecycle transition requested through its service runs on this
-    thread too: /diagnostics pauses while configure builds the pipeline (seconds; minutes for a first TensorRT
-    engine build). docs/ros.md#threads has the table.
+    busy-loops re-submitting them and input falls behind. benchmarks/bench_executor.py (a live 32 s drive, odometry
+    50 Hz, GPS 5 Hz, images 10 Hz, 2-core VM): with 4 threads up to 1,207 of 1,601 odometry messages dropped from full
+    queues, fixes up to 1.4 s late, a false GPS LOST; single-threaded nothing dropped, fixes 1.5 ms late (median,
+    max 10 ms), a quarter of the spin-thread CPU. Every callback here is short (the slow work is on the inference
+    thread), so one thread is enough. A lifecycle transition requested through its service runs on this thread too:
+    /diagnostics pauses while configure builds the pipeline (seconds; minutes for a first TensorRT engine build).
+    docs/ros.md#threads has the measurements.
     """
     return SingleThreadedExecutor(context=context)
 
