@@ -8,8 +8,8 @@ fallback engages) is the pipeline's. What happens where::
                      on_activate: subscriptions + publishers on.  on_deactivate: subscriptions off.
                      on_cleanup: publishers destroyed, inference thread stopped, pipeline (GPU memory) released.
     threads          one executor thread (``make_executor``: a SingleThreadedExecutor) runs every callback, each
-                     short: decode a frame into the one-slot buffer, feed a fix or odometry to the pipeline;
-                     inference runs on its own thread fed through the pipeline's one-slot latest-frame buffer;
+                     short: decode a frame, feed a fix or odometry to the pipeline; inference runs on its own
+                     thread, fed through the pipeline's one-slot latest-frame buffer;
                      ~/markers (costly to build) come from a timer at markers_rate_hz, never from that thread.
     outputs          stamped with the time of the message that produced them (the image for visual estimates);
                      ~/fix and ~/pose follow publish_policy; ~/active is latched (transient local).
