@@ -23,8 +23,8 @@ pinhole=(--mode pinhole --hfov-deg 90 --ground-hw 96x128 --aerial-hw 96x128 --he
 case "$which" in panorama|pinhole|all) ;; *) echo "usage: $0 [panorama|pinhole|all]" >&2; exit 2 ;; esac
 
 if [[ $which == panorama || $which == all ]]; then
-  "$GEOLOC" train "${data[@]}" --epochs 6 --lr 1e-3 --out-dir "$RUNS/pano_final"
-  "$GEOLOC" train "${data[@]}" --epochs 6 --lr 5e-4 --seed 1 --init "$RUNS/pano_final/best.pt" \
+  "$GEOLOC" train "${data[@]}" --backbone vit_hybrid_slim_pano --epochs 6 --lr 1e-3 --out-dir "$RUNS/pano_final"
+  "$GEOLOC" train "${data[@]}" --backbone vit_hybrid_slim_pano --epochs 6 --lr 5e-4 --seed 1 --init "$RUNS/pano_final/best.pt" \
     --out-dir "$RUNS/pano_cont" --export-name synth_pano256 --export-dir "$EXPORT_DIR"
 fi
 if [[ $which == pinhole || $which == all ]]; then
