@@ -104,6 +104,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     work = Path(args.untrained)
+    work.mkdir(parents=True, exist_ok=True)  # also with --model: the oracle table is written here
     sidecar = Path(args.model) if args.model else make_untrained(work)
     rng = np.random.default_rng(1)
     images = [rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8) for _ in range(64)]
