@@ -2,8 +2,8 @@
 # Reproduce the shipped models in geoloc_node/models from scratch: `scripts/train_shipped_models.sh [panorama|pinhole|all]`.
 # Each model is two `geoloc train` runs (stage 2 starts from stage 1's best at half the learning rate; see
 # docs/model.md for why and for the measured numbers); the second exports into geoloc_node/models. Needs the `train`
-# extra (`pip install -e '.[train]'`). Idle 2-core VM, THREADS=2, empty cache: panorama 25.5 min (measured, see
-# docs/model.md); pinhole about 70 min (estimated from its 19 epochs at 3.7 min on a slower VM instance).
+# extra (`pip install -e '.[train]'`). Idle 2-core VM, THREADS=2, empty cache: panorama 25.5 min, pinhole 31.1 min
+# (measured, see docs/model.md).
 # Rendered training pairs are cached in runs/cache; checkpoints resume from last.pt when a run is interrupted.
 # Environment: THREADS (torch threads and rendering processes, default 1), GEOLOC (the CLI), and, to reproduce
 # beside the shipped files instead of over them, RUNS (run folders, default runs), CACHE (default runs/cache) and

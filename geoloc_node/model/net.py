@@ -24,9 +24,9 @@ from ..codes import check_bits
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-#: Named backbone settings. "vit_hybrid_pano" is the default (the shipped pinhole model; the shipped panorama model is
-#: its slimmer-stemmed "vit_hybrid_slim_pano"): timm's VisionTransformer on a small convolutional stem (see
-#: docs/model.md for the comparison with the plain ViTs "vit_tiny_pano" & co.).
+#: Named backbone settings. "vit_hybrid_pano" is the default and "vit_hybrid_slim_pano", its slimmer-stemmed variant,
+#: the shipped models' network: timm's VisionTransformer on a small convolutional stem (see docs/model.md for the
+#: comparison with the plain ViTs "vit_tiny_pano" & co.).
 BACKBONE_PRESETS = {
     "vit_micro": ("vit_tiny_patch16_224", {"patch_size": 8, "embed_dim": 64, "depth": 2, "num_heads": 2}),
     "vit_tiny_pano": ("vit_tiny_patch16_224", {"patch_size": (8, 16), "embed_dim": 128, "depth": 4, "num_heads": 4}),
