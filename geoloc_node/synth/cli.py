@@ -1,4 +1,4 @@
-"""``geoloc synth world|pairs|drive``: build a synthetic world, export training pairs, record a drive bag.
+"""``geoloc synth world|age|pairs|drive|corrupt-frames``: worlds, training pairs, drive bags and what breaks them.
 
 Each command checks its input, writes its output under a temporary name beside the final one and renames it when
 complete, prints where the output went, and exits 2 with a one-line message on bad input.
@@ -19,8 +19,10 @@ def register(subparsers) -> None:
     commands = parser.add_subparsers(dest="synth_command", metavar="SYNTH_COMMAND")
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
     _register_world(commands)
+    _register_age(commands)
     _register_pairs(commands)
     _register_drive(commands)
+    _register_corrupt(commands)
 
 
 # -- argument helpers --------------------------------------------------------------------------------------------------
@@ -215,22 +217,30 @@ def _register_drive(commands) -> None:
     p.add_argument("--image-rate", type=float, default=d.image_rate_hz, help="camera rate, Hz (default 10)")
     p.add_argument("--gps-rate", type=float, default=d.gps_rate_hz, help="GPS rate, Hz (default 5)")
     p.add_argument("--odom-rate", type=float, default=d.odom_rate_hz, help="odometry rate, Hz (default 50)")
+    p.add_argument("--odom-scale-error", type=float, default=d.odom_scale_error, metavar="E",
+                   help=f"odometry distances are (1 + E) times the true ones (default {d.odom_scale_error:g}; "
+                   "0.05: 5%% too long)")
+    p.add_argument("--teleport", action="append", default=[], metavar="T:DIST",
+                   help="kidnapped vehicle, repeatable: at T seconds move the vehicle (camera, GPS, ground truth) "
+                   "to a road point about DIST metres away; odometry goes on as if nothing happened")
     p.set_defaults(func=run_drive)
 
 
 def run_drive(args) -> int:
-    from .drive import DriveConfig, parse_fault, record_drive
+    from .drive import DriveConfig, parse_fault, parse_teleport, record_drive
 
     if args.out.exists():
         return _fail("drive", f"output {args.out} already exists; choose a new path or remove it first")
     try:
         faults = [parse_fault(text) for text in args.fault]
+        teleports = [parse_teleport(text) for text in args.teleport]
         size = args.size  # None: the camera model's default (DriveConfig)
         config = DriveConfig(duration_s=args.duration, seed=args.seed, speed_min_mps=args.speed[0],
                              speed_max_mps=args.speed[1], camera=args.camera, image_size=size, hfov_deg=args.hfov,
                              gps_faults=faults, storage=args.storage, distro=args.distro,
                              compressed_images=args.compressed, randomize=not args.no_randomize,
-                             image_rate_hz=args.image_rate, gps_rate_hz=args.gps_rate, odom_rate_hz=args.odom_rate)
+                             image_rate_hz=args.image_rate, gps_rate_hz=args.gps_rate, odom_rate_hz=args.odom_rate,
+                             odom_scale_error=args.odom_scale_error, teleports=teleports)
         config.validate()
         world = _load_world(args.world)
         frames = int(config.duration_s * config.image_rate_hz) + 1
@@ -242,6 +252,74 @@ def run_drive(args) -> int:
     except GeolocError as exc:
         return _fail("drive", str(exc))
     counts = ", ".join(f"{topic} {n}" for topic, n in summary["topics"].items())
+    jumps = "".join(f"; teleport at {t:g} s: {d:.0f} m" for t, d in summary["teleports"])
     print(f"bag written to {args.out} ({config.storage}, {config.distro}): {summary['distance_m']:.0f} m in "
-          f"{config.duration_s:g} s; {counts}")
+          f"{config.duration_s:g} s; {counts}{jumps}")
+    return 0
+
+
+# -- age --------------------------------------------------------------------------------------------------------------
+def _register_age(commands) -> None:
+    p = commands.add_parser("age", help="the same world at another time: buildings demolished and built, roofs "
+                            "repainted", description="Write a copy of world SRC to a new folder OUT (with its "
+                            "aerial.tif) in which buildings covering about FRACTION of the built area are demolished, "
+                            "as much is built on free ground, and about FRACTION of the other roofs repainted. Build "
+                            "the region table from one and record drives in the other.")
+    p.add_argument("src", type=Path, help="a world folder written by 'geoloc synth world'")
+    p.add_argument("out", type=Path, help="new folder to write (must not exist)")
+    p.add_argument("--fraction", type=float, default=0.2, help="share of the buildings changed (default 0.2)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the changes")
+    p.set_defaults(func=run_age)
+
+
+def run_age(args) -> int:
+    from .aging import age_world
+
+    if args.out.exists():
+        return _fail("age", f"output {args.out} already exists; choose a new path or remove it first")
+    try:
+        aged = age_world(_load_world(args.src), args.fraction, args.seed)
+        aged.save(args.out, geotiff=True)
+    except GeolocError as exc:
+        return _fail("age", str(exc))
+    s = aged.source["aged"]
+    print(f"aged world written to {args.out}: {s['removed']} of {s['buildings']} buildings demolished, {s['added']} "
+          f"built, {s['repainted']} roofs repainted")
+    return 0
+
+
+# -- corrupt-frames ---------------------------------------------------------------------------------------------------
+def _register_corrupt(commands) -> None:
+    from .corrupt import FRAME_KINDS
+
+    p = commands.add_parser("corrupt-frames", help="copy a bag with the camera frames of a time span replaced",
+                            description="Copy the rosbag2 SRC to DST with every camera image (and its /compressed "
+                            "twin) stamped within START:END seconds of the bag's start replaced by black frames, "
+                            "noise, the frames of another drive, or real University-1652 drone views; every other "
+                            "message is copied byte for byte, and the sidecar records the replacement.")
+    p.add_argument("src", type=Path, help="a rosbag2 folder (MCAP or sqlite3)")
+    p.add_argument("dst", type=Path, help="new bag folder to write (must not exist)")
+    p.add_argument("--span", required=True, metavar="START:END", help="seconds from the bag's start, END excluded")
+    p.add_argument("--kind", required=True, choices=FRAME_KINDS, help="what replaces the frames")
+    p.add_argument("--source-bag", type=Path, default=None, help="other_world: the drive whose frames are used")
+    p.add_argument("--u1652", type=Path, default=None, metavar="PATH",
+                   help="u1652: University-1652's sample_drone.jpg mosaic (read in place)")
+    p.add_argument("--image-topic", default=None, help="camera topic (default: the drive's, else every Image topic)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (noise, order of the u1652 views)")
+    p.set_defaults(func=run_corrupt)
+
+
+def run_corrupt(args) -> int:
+    from .corrupt import parse_span, replace_frames
+
+    if args.dst.exists():
+        return _fail("corrupt-frames", f"output {args.dst} already exists; choose a new path or remove it first")
+    try:
+        start, end = parse_span(args.span)
+        summary = replace_frames(args.src, args.dst, start, end, args.kind, seed=args.seed,
+                                 source_bag=args.source_bag, u1652_mosaic=args.u1652, image_topic=args.image_topic)
+    except GeolocError as exc:
+        return _fail("corrupt-frames", str(exc))
+    counts = ", ".join(f"{topic} {n}" for topic, n in summary["replaced"].items())
+    print(f"bag written to {args.dst}: {args.kind} frames in {start:g}-{end:g} s ({counts})")
     return 0

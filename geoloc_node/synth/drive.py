@@ -27,6 +27,13 @@ GPS faults, each ``(kind, start_s, end_s)`` in seconds from the start of the dri
 * ``frozen``: the last good payload (position, covariance) repeated with fresh stamps while the vehicle moves;
 * ``jump``: every fix offset by ``jump_m`` metres in one direction, with the normal (too small) covariance.
 
+Kidnapped vehicle (``teleports``, each ``(t_s, distance_m)``): at ``t_s`` the vehicle is moved to a point of another
+planned route about ``distance_m`` away on the road network, where it goes on driving. Camera, GPS and ground truth
+jump with it; the wheel odometry does not see it: the new route is entered at a moment whose speed and yaw rate match
+the old one's (within 0.1 m/s and 0.05 rad/s when any of the routes tried offers it), so /odom pose and twist go on
+smoothly. The sidecar's ``teleports`` lists ``[t_s, distance_m]`` with the distance actually jumped; ``teleport_poses``
+the poses before and after and what was left of the speed and yaw-rate mismatch.
+
 Panorama CameraInfo: ``distortion_model = "equirectangular"`` (not a ROS standard: no ROS model fits a 360 degree
 image), K = [W/(2 pi), 0, 0; 0, H/(2 pi H/W), H/2; 0, 0, 1] in pixels per radian with azimuth 0 at column 0.
 """
@@ -92,6 +99,7 @@ class DriveConfig:
     odom_rate_hz: float = 50.0
     odom_scale_error: float = 0.02  # wheel odometry distance error (2%)
     odom_yaw_rate_bias: float = 0.003  # rad/s
+    teleports: list[tuple[float, float]] = field(default_factory=list)  # (t_s, distance_m): kidnapped vehicle
     storage: str = "mcap"  # "mcap" or "sqlite3"
     distro: str = "jazzy"  # "jazzy" or "humble": message definitions (typestore) and bag metadata version
     start_time_s: float = 1_700_000_000.0  # stamp of t = 0 (fixed so that bags are reproducible)
@@ -126,6 +134,16 @@ class DriveConfig:
                 raise DriveError(f"GPS fault {fault!r}: expected (kind, start_s, end_s) with kind in {FAULT_KINDS}")
             if not (0.0 <= float(fault[1]) < float(fault[2])):
                 raise DriveError(f"GPS fault {fault!r}: needs 0 <= start_s < end_s")
+        if not (-0.5 < self.odom_scale_error < 1.0):
+            raise DriveError(f"odom_scale_error={self.odom_scale_error:g} is out of range (-0.5, 1)")
+        times = []
+        for teleport in self.teleports:
+            if len(teleport) != 2 or not (0.0 < float(teleport[0]) < self.duration_s) or not float(teleport[1]) > 0:
+                raise DriveError(f"teleport {teleport!r}: expected (t_s, distance_m) with 0 < t_s < duration_s "
+                                 f"({self.duration_s:g}) and distance_m > 0")
+            times.append(float(teleport[0]))
+        if len(set(times)) != len(times):
+            raise DriveError(f"teleports {self.teleports!r}: two at the same time")
 
 
 DEFAULT_TOPICS = {
@@ -145,6 +163,17 @@ def parse_fault(text: str) -> tuple[str, float, float]:
     if len(parts) != 3 or kind not in FAULT_KINDS:
         raise DriveError(f"GPS fault {text!r}: kind must be one of {', '.join(FAULT_KINDS)}")
     return kind, start, end
+
+
+def parse_teleport(text: str) -> tuple[float, float]:
+    """``t_s:distance_m`` -> (t_s, distance_m); raises DriveError on anything else."""
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return float(parts[0]), float(parts[1])
+    except ValueError:
+        raise DriveError(f"teleport {text!r}: expected T_S:DISTANCE_M, e.g. 30:250") from None
 
 
 def _stamp(types, t_abs: float):
@@ -221,6 +250,120 @@ def _route_cars(world, trajectory: Trajectory, rng: np.random.Generator) -> tupl
     return np.asarray(rows, np.float64).reshape(-1, 6), np.asarray(colours, np.float64).reshape(-1, 3)
 
 
+# -- kidnapped vehicle -------------------------------------------------------------------------------------------------
+TELEPORT_SEARCH_S = 300.0  # the new route is entered within its first five minutes (it is planned to outlast the drive)
+TELEPORT_CANDIDATES = 64  # routes tried per teleport before the best match is taken
+TELEPORT_DISTANCE_TOL = (5.0, 0.1)  # a target matches within the larger of 5 m and 10 % of the distance asked ...
+TELEPORT_SPEED_TOL_MPS = 0.1  # ... at a speed and a yaw rate this close to the vehicle's: odometry sees no jump
+TELEPORT_YAW_RATE_TOL = 0.05  # rad/s
+TELEPORT_REFUSE = 2.5  # refuse when the best target misses the distance by more than this many tolerances
+TELEPORT_STREAM = 0x7E1E  # teleports draw from their own stream: the drive before the first one is unchanged
+
+
+@dataclass
+class Leg:
+    """Part of a drive: from ``start_s`` (drive time) on, the vehicle is at ``trajectory`` time ``t - start_s +
+    offset_s``."""
+
+    start_s: float
+    trajectory: Trajectory
+    offset_s: float
+
+
+def _legs_at(legs: list[Leg], times) -> dict[str, np.ndarray]:
+    """:meth:`Trajectory.at` over legs: each time is served by the last leg started by then (yaw rate per leg)."""
+    times = np.asarray(times, dtype=np.float64)
+    flat = np.atleast_1d(times).ravel()
+    which = np.clip(np.searchsorted([leg.start_s for leg in legs], flat, side="right") - 1, 0, len(legs) - 1)
+    out: dict[str, np.ndarray] = {}
+    for k, leg in enumerate(legs):
+        mask = which == k
+        part = leg.trajectory.at(flat[mask] - leg.start_s + leg.offset_s)
+        for key, values in part.items():
+            out.setdefault(key, np.empty(len(flat)))[mask] = values
+    return {key: values.reshape(times.shape) for key, values in out.items()}
+
+
+@dataclass
+class SplicedTrajectory(Trajectory):
+    """A drive with teleports: legs of several planned trajectories, the vehicle jumping from one to the next."""
+
+    legs: list[Leg] = field(default_factory=list)
+    teleports: list[dict] = field(default_factory=list)  # per jump: t_s, distance_m, poses before and after
+
+    def at(self, times) -> dict[str, np.ndarray]:
+        return _legs_at(self.legs, times)
+
+
+def _pose(state: dict) -> list[float]:
+    """ENU east, north (m) and yaw wrapped to [-pi, pi], rounded for the sidecar."""
+    return [round(float(state["east"]), 3), round(float(state["north"]), 3),
+            round(math.remainder(float(state["yaw"]), 2 * math.pi), 4)]
+
+
+def _teleport_leg(graph, rng: np.random.Generator, config: DriveConfig, here: dict, t_s: float,
+                  distance_m: float) -> tuple[Leg, dict]:
+    """Plan new routes until one passes about ``distance_m`` from ``here`` at the vehicle's speed and yaw rate."""
+    tol_m = max(TELEPORT_DISTANCE_TOL[0], TELEPORT_DISTANCE_TOL[1] * distance_m)
+    best = None
+    for _ in range(TELEPORT_CANDIDATES):
+        trajectory = drive_trajectory(graph, rng, config.duration_s - t_s + TELEPORT_SEARCH_S,
+                                      (config.speed_min_mps, config.speed_max_mps), config.stop_probability)
+        n = int(np.searchsorted(trajectory.t, TELEPORT_SEARCH_S, side="right"))
+        distance = np.hypot(trajectory.east[:n] - here["east"], trajectory.north[:n] - here["north"])
+        miss = np.abs(distance - distance_m) / tol_m
+        motion = np.maximum(np.abs(trajectory.speed[:n] - here["speed"]) / TELEPORT_SPEED_TOL_MPS,
+                            np.abs(np.gradient(trajectory.yaw, trajectory.t)[:n] - here["yaw_rate"])
+                            / TELEPORT_YAW_RATE_TOL)
+        # Odometry continuity matters more than the exact distance: both count, the distance within a bound.
+        cost = np.where(miss <= TELEPORT_REFUSE, np.maximum(miss, motion), np.inf)
+        i = int(np.argmin(cost))
+        if np.isfinite(cost[i]) and (best is None or cost[i] < best[0]):
+            best = (float(cost[i]), trajectory, i, float(distance[i]))
+        if best is not None and best[0] <= 1.0:
+            break
+    if best is None:
+        raise DriveError(f"teleport at {t_s:g} s: no road point about {distance_m:g} m away was found; the world "
+                         "is too small for this distance")
+    _, trajectory, i, distance = best
+    to = trajectory.at(trajectory.t[i])
+    record = {"t_s": t_s, "distance_m": round(distance, 3), "from_en_yaw": _pose(here), "to_en_yaw": _pose(to),
+              "speed_mismatch_mps": round(float(to["speed"] - here["speed"]), 4),
+              "yaw_rate_mismatch": round(float(to["yaw_rate"] - here["yaw_rate"]), 4)}
+    return Leg(t_s, trajectory, float(trajectory.t[i])), record
+
+
+def with_teleports(graph, base: Trajectory, config: DriveConfig) -> SplicedTrajectory:
+    """``base`` with the vehicle moved at each of ``config.teleports``; deterministic in ``config.seed``."""
+    rng = np.random.default_rng((config.seed, TELEPORT_STREAM))
+    legs, records = [Leg(0.0, base, 0.0)], []
+    for t_s, distance_m in sorted((float(t), float(d)) for t, d in config.teleports):
+        here = _legs_at(legs, t_s)
+        leg, record = _teleport_leg(graph, rng, config, here, t_s, distance_m)
+        legs.append(leg)
+        records.append(record)
+    dense = _legs_at(legs, base.t)
+    return SplicedTrajectory(t=base.t, east=dense["east"], north=dense["north"], yaw=dense["yaw"],
+                             speed=dense["speed"], route=base.route, legs=legs, teleports=records)
+
+
+def _distance_driven(trajectory: Trajectory) -> float:
+    """Path length, not counting the jumps of teleports."""
+    steps = np.hypot(np.diff(trajectory.east), np.diff(trajectory.north))
+    for leg in getattr(trajectory, "legs", [])[1:]:
+        steps[int(np.searchsorted(trajectory.t, leg.start_s)) - 1] = 0.0  # the step into the new leg
+    return float(np.sum(steps))
+
+
+def _drive_cars(world, trajectory: Trajectory, rng: np.random.Generator, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cars parked along every leg's route; the first leg's draw from ``rng`` as in a drive without teleports."""
+    legs = getattr(trajectory, "legs", None) or [Leg(0.0, trajectory, 0.0)]
+    cars, colours = zip(*([_route_cars(world, legs[0].trajectory, rng)] + [
+        _route_cars(world, leg.trajectory, np.random.default_rng((seed, TELEPORT_STREAM, k)))
+        for k, leg in enumerate(legs[1:], start=1)]))
+    return np.concatenate(cars), np.concatenate(colours)
+
+
 def _gps_samples(config: DriveConfig, trajectory: Trajectory, rng: np.random.Generator) -> list[dict]:
     """Every GPS tick with the fix it reports: (t, east, north, alt, status, sigma reported, faults applied)."""
     ticks = _ticks(config.duration_s, config.gps_rate_hz)
@@ -279,12 +422,14 @@ def record_drive(world, bag_dir, config: DriveConfig | None = None, progress=Non
     try:
         trajectory = drive_trajectory(world.road_graph, rng, config.duration_s,
                                       (config.speed_min_mps, config.speed_max_mps), config.stop_probability)
+        if config.teleports:
+            trajectory = with_teleports(world.road_graph, trajectory, config)
     except RouteError as exc:
         raise DriveError(f"no route can be found: {exc}") from exc
     style = RenderStyle()
     if config.randomize:
         style = random_style(rng, None)
-        style.cars, style.car_rgb = _route_cars(world, trajectory, rng)
+        style.cars, style.car_rgb = _drive_cars(world, trajectory, rng, config.seed)
     gps = _gps_samples(config, trajectory, rng)
     odom_noise_rng = np.random.default_rng(rng.integers(1 << 62))
 
@@ -339,12 +484,14 @@ def _write_bag(world, path: Path, config: DriveConfig, trajectory: Trajectory, s
                 progress(done, len(image_ticks))
 
     lat, lon = frame.to_latlon(trajectory.route[:, 0], trajectory.route[:, 1])
+    teleports = getattr(trajectory, "teleports", [])
     custom = {
         "format": "geoloc_node.synth.drive", "version": 1,
         "origin": {"lat": world.config.origin_lat, "lon": world.config.origin_lon},
         "map_frame": "ENU tangent plane at the origin, ellipsoidal height 0 (geoloc_node.geodesy.LocalFrame)",
         "start_time_s": t0, "duration_s": config.duration_s, "topics": topics,
         "gps_faults": [list(f) for f in config.gps_faults],
+        "teleports": [[r["t_s"], r["distance_m"]] for r in teleports], "teleport_poses": teleports,
         "route_en": trajectory.route.round(3).tolist(), "route_latlon": np.stack([lat, lon], 1).round(8).tolist(),
         "initial_pose": {"east": float(trajectory.east[0]), "north": float(trajectory.north[0]),
                          "yaw": float(trajectory.yaw[0])},
@@ -355,7 +502,7 @@ def _write_bag(world, path: Path, config: DriveConfig, trajectory: Trajectory, s
     (path / SIDECAR).write_text(json.dumps(custom, indent=1))
     moving = trajectory.speed > 0.05
     return {"topics": dict(bag.counts), "duration_s": config.duration_s,
-            "distance_m": float(np.sum(np.hypot(np.diff(trajectory.east), np.diff(trajectory.north)))),
+            "distance_m": _distance_driven(trajectory), "teleports": custom["teleports"],
             "stopped_s": float(np.sum(~moving) * (trajectory.t[1] - trajectory.t[0])),
             "max_speed_mps": float(trajectory.speed.max()), "gps_faults": [list(f) for f in config.gps_faults]}
 
@@ -390,8 +537,8 @@ def _odometry_events(bag: _BagWriter, T, config: DriveConfig, trajectory: Trajec
     topic = config.topics["odom"]
     for i, t in enumerate(ticks):
         # Pose uncertainty grows with the distance travelled (the scale error); z/roll/pitch are not measured.
-        sxy = (0.01 + config.odom_scale_error * travelled[i]) ** 2
-        pose_cov = np.diag([sxy, sxy, 1e6, 1e6, 1e6, (0.01 + config.odom_yaw_rate_bias * t) ** 2]).ravel()
+        sxy = (0.01 + abs(config.odom_scale_error) * travelled[i]) ** 2
+        pose_cov = np.diag([sxy, sxy, 1e6, 1e6, 1e6, (0.01 + abs(config.odom_yaw_rate_bias) * t) ** 2]).ravel()
         twist_cov = np.diag([0.02 ** 2, 1e-4, 1e6, 1e6, 1e6, 0.002 ** 2]).ravel()
         message = T["nav_msgs/msg/Odometry"](
             header=T["std_msgs/msg/Header"](stamp=_stamp(T, t0 + t), frame_id=FRAMES["odom"]),
