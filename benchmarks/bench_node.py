@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     from sensor_msgs.msg import Image, NavSatFix
 
     from geoloc_node.geodesy import LocalFrame
-    from geoloc_node.ros.outputs import to_time_msg
+    from geoloc_node.ros.interfaces import to_time_msg
 
     node_cmd = [sys.executable, "-m", "geoloc_node.ros.node", "--ros-args",
                 "-p", f"model.path:={sidecar}", "-p", f"model.backend:={args.backend}",

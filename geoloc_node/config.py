@@ -144,10 +144,80 @@ class PipelineConfig:
     report_topk: int = 5
     #: Rate (Hz of message time) of odometry-driven estimates while the fallback is active.
     odometry_output_rate_hz: float = 10.0
-    #: A stamp earlier than its own stream's last one by more than this (s) is a time jump (a looping bag): the
-    #: pipeline resets. A frame or fix this far behind the newest stamp of the other streams is stale: it is dropped
-    #: (counted as ``stale_stamps``) without a reset.
+    #: A stamp earlier than its own stream's last one, or later than every stream's, by more than this (s) is a
+    #: candidate time jump (a looping bag, a restarted clock) ...
     time_jump_reset_s: float = 2.0
+    #: ... and the pipeline resets once this many consecutive messages agree on it; fewer are dropped as single stale
+    #: or future stamps. A frame or fix ``time_jump_reset_s`` behind the newest stamp of the other streams is stale:
+    #: dropped without a reset.
+    time_jump_confirm_messages: int = 3
+    #: Expected header.frame_id of the odometry ('': the frame of the first message); messages in another frame (a
+    #: second source on the topic) are refused and counted.
+    odometry_frame_id: str = ""
+    #: Odometry faster than this (m/s, its twist or its position steps) is refused and counted as an odometry fault.
+    odometry_max_speed_mps: float = 70.0
+    #: Odometry turning faster than this (rad/s) is refused.
+    odometry_max_yaw_rate_rps: float = 6.0
+    #: After refused position steps, this many consecutive odometry messages that agree with each other are a
+    #: restarted odometry source: followed from there (the filter's odometry reference restarts).
+    odometry_reanchor_messages: int = 5
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """What the node publishes and a replay writes (the output session): policy, frames, variances, markers."""
+
+    #: 'fallback_only': ~/fix and ~/pose only while the fallback is engaged (GPS unhealthy); 'always': every estimate.
+    publish_policy: str = "fallback_only"
+    #: header.frame_id of ~/fix (the frame whose position is estimated; navsat_transform uses it for the sensor
+    #: offset).
+    fix_frame_id: str = "base_link"
+    #: Frame of ~/pose and ~/markers: the ENU tangent plane at the region table's origin (x east, y north, metres).
+    map_frame_id: str = "map"
+    #: Variance (m^2) given to the altitude of ~/fix and z of ~/pose: the fallback estimates only east/north; the
+    #: altitude is the last GPS one.
+    altitude_variance_m2: float = 1.0e4
+    #: Variance given to pose components that are not estimated (roll, pitch, and yaw when the estimate has none):
+    #: large, never -1, so robot_localization accepts it.
+    unknown_variance: float = 1.0e6
+    #: Points kept in the GPS and estimate trails of ~/markers.
+    trail_length: int = 300
+    #: Rate (Hz of message time) of ~/markers (top-k tiles, ellipse, protection level, trails of the latest
+    #: estimate): building a MarkerArray costs about as much CPU as encoding a frame, and RViz needs no more.
+    markers_rate_hz: float = 2.0
+    #: Period (s) of /diagnostics: of message time in a replay; the node publishes on a timer of this period in every
+    #: lifecycle state (read at start-up).
+    diagnostics_period_s: float = 1.0
+
+    #: Valid ranges (also the ROS parameter descriptors' ranges).
+    RANGES: typing.ClassVar[dict] = {"altitude_variance_m2": (0.0, 1e12), "unknown_variance": (1.0, 1e12),
+                                     "trail_length": (2, 100_000), "markers_rate_hz": (0.1, 50.0),
+                                     "diagnostics_period_s": (0.05, 60.0)}
+
+    def __post_init__(self):
+        if self.publish_policy not in PUBLISH_POLICIES:
+            raise ConfigError(f"output.publish_policy={self.publish_policy!r}: expected one of "
+                              f"{', '.join(PUBLISH_POLICIES)}")
+        for name in ("fix_frame_id", "map_frame_id"):
+            if not getattr(self, name):
+                raise ConfigError(f"output.{name} must not be empty")
+        for name, (lo, hi) in self.RANGES.items():
+            v = getattr(self, name)
+            if not (lo <= v <= hi):
+                raise ConfigError(f"output.{name}={v!r} is outside [{lo}, {hi}]")
+
+
+#: Values of ``output.publish_policy``.
+PUBLISH_POLICIES = ("fallback_only", "always")
+#: Encoder backends (the one list: ``geoloc_node.encoders`` and every command line take these names) ...
+ENCODER_BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+#: ... and the other spellings accepted for them (the node's YAML has long said 'onnx').
+BACKEND_ALIASES = {"onnx": "onnxruntime"}
+
+
+def backend_name(name: str) -> str:
+    """A backend name or alias -> its name in :data:`ENCODER_BACKENDS` (unknown names are returned unchanged)."""
+    return BACKEND_ALIASES.get(name, name)
 
 
 @dataclass(frozen=True)
@@ -156,8 +226,17 @@ class ModelConfig:
 
     #: Path of the ONNX model (or TensorRT engine); empty: the model shipped in geoloc_node/models.
     path: str = ""
-    #: Backend: auto, onnx, tensorrt or torch.
+    #: Backend: auto (TensorRT when available, else ONNX Runtime), tensorrt, onnxruntime (or 'onnx') or torch.
     backend: str = "auto"
+
+    def __post_init__(self):
+        if self.backend_name not in ENCODER_BACKENDS:
+            raise ConfigError(f"model.backend={self.backend!r}: expected one of {', '.join(ENCODER_BACKENDS)}")
+
+    @property
+    def backend_name(self) -> str:
+        """The backend as the encoder loader names it ('onnx' is accepted for ONNX Runtime)."""
+        return backend_name(self.backend)
 
 
 @dataclass(frozen=True)
@@ -179,6 +258,7 @@ class GeolocConfig:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     table: TableConfig = field(default_factory=TableConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
 
     # -- flat dotted names -----------------------------------------------------------------------------------
     def to_flat(self) -> dict:
@@ -216,7 +296,9 @@ class GeolocConfig:
                 data = data[key]
         if isinstance(data, dict) and "ros__parameters" in data:
             data = data["ros__parameters"]
-        return cls.from_flat(_flatten(data))
+        # The node's own settings (topics, QoS, threads: no section) share the file; a typo inside a section is
+        # still an error.
+        return cls.from_flat({k: v for k, v in _flatten(data).items() if "." in k})
 
 
 def parameter_types() -> list[tuple[str, type]]:

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from .errors import GeolocError
+from .signals import stop_signals_interrupt
 
 DEFAULT_SEED = 9001  # training worlds use small seeds; this one is held out
 DEFAULT_SIZE_M = 700.0
@@ -57,10 +58,10 @@ def run_demo(out_dir, seed: int = DEFAULT_SEED, size_m: float = DEFAULT_SIZE_M, 
              progress: bool = True, log=print) -> dict:
     """Run the demo into ``out_dir`` (emptied first) and return the metrics dictionary."""
     from .config import GeolocConfig
-    from .encoders import load_encoder
+    from .encoders import find_spec
+    from .pipeline import load_encoder_and_table
     from .replay import replay
     from .report import compute_metrics, write_report
-    from .table import open_table
 
     try:
         from .synth.drive import DriveConfig, record_drive
@@ -87,12 +88,12 @@ def run_demo(out_dir, seed: int = DEFAULT_SEED, size_m: float = DEFAULT_SIZE_M, 
     timings["world"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    encoder = load_encoder(model, backend)
-    log(f"[2/4] region table: {model.name} ({encoder.mode}, {encoder.bits} bits, {encoder.backend}), 50 m tiles "
-        "every 10 m")
+    spec, _ = find_spec(model)
+    log(f"[2/4] region table: {model.name} ({spec.mode}, {spec.bits} bits), 50 m tiles every 10 m")
     table_path = build_table_from_geotiff(aerial, model, out / "table.gltab", tile_size_m=50.0, stride_m=10.0,
                                           progress=progress, backend=backend)
-    table = open_table(table_path, expected_fingerprint=encoder.aerial_fingerprint)
+    config = GeolocConfig.from_flat({"model.path": str(model), "model.backend": backend, "table.path": str(table_path)})
+    encoder, table = load_encoder_and_table(config)  # as the node and replay load them
     timings["table"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -122,7 +123,7 @@ def run_demo(out_dir, seed: int = DEFAULT_SEED, size_m: float = DEFAULT_SIZE_M, 
 
     t = time.perf_counter()
     log("[4/4] replay")
-    res = replay(bag, out / "replay", GeolocConfig(), encoder, table, progress=progress)
+    res = replay(bag, out / "replay", config, encoder, table, progress=progress)
     timings["replay"] = time.perf_counter() - t
     m = compute_metrics(res)
     paths = write_report(res, m, out / "replay", aerial=aerial, table=table)
@@ -179,9 +180,10 @@ def register(subparsers) -> None:
 def main(args) -> int:
     quiet = bool(args.json)
     try:
-        r = run_demo(args.out, seed=args.seed, size_m=args.size, camera=args.camera, model=args.model,
-                     backend=args.backend, progress=not quiet,
-                     log=(lambda *a: print(*a, file=sys.stderr)) if quiet else print)
+        with stop_signals_interrupt():  # SIGTERM/SIGHUP: the replay closes its bag and marks its report interrupted
+            r = run_demo(args.out, seed=args.seed, size_m=args.size, camera=args.camera, model=args.model,
+                         backend=args.backend, progress=not quiet,
+                         log=(lambda *a: print(*a, file=sys.stderr)) if quiet else print)
     except GeolocError as exc:
         print(f"geoloc demo: {exc}", file=sys.stderr)
         return 2

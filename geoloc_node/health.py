@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from .config import HealthConfig
+from .inputs import Rejection, fix_problem
 from .records import GpsFix, Odometry
 
 HEALTHY, DEGRADED, LOST = "HEALTHY", "DEGRADED", "LOST"
@@ -47,8 +48,9 @@ class GpsHealthMonitor:
         self.state = LOST
         self.reason = "no GPS fix received yet"
         self.changed_at: float | None = None
-        self.counts = {"fixes": 0, "nan_fixes": 0, "no_fix": 0, "frozen": 0, "jumps": 0, "high_covariance": 0,
-                       "timeouts": 0, "transitions": 0}
+        self.last_problem: Rejection | None = None  # why the last fix was not a measurement (None: it was one)
+        self.counts = {"fixes": 0, "nan_fixes": 0, "invalid_fixes": 0, "no_fix": 0, "frozen": 0, "jumps": 0,
+                       "high_covariance": 0, "timeouts": 0, "transitions": 0}
         self._origin: tuple[float, float] | None = None
         self._last_fix: GpsFix | None = None
         self._last_stamp: float | None = None
@@ -82,6 +84,15 @@ class GpsHealthMonitor:
         if len(self._ot) > 20000:  # keep the last few minutes
             for a in (self._ot, self._ox, self._oy, self._oc):
                 del a[:10000]
+
+    def restart_odometry(self) -> None:
+        """The odometry source restarted (a new track): forget the old one; the jump test re-learns the rotation."""
+        for a in (self._ot, self._ox, self._oy, self._oc):
+            a.clear()
+        self._ref = None
+        self._rot_anchor = None
+        self._jump_prev = None
+        self._jump_since = None
 
     def on_fix(self, fix: GpsFix) -> HealthChange | None:
         """Judge one fix; return the state change it causes, if any."""
@@ -144,22 +155,25 @@ class GpsHealthMonitor:
         c = self.config
         cov = fix.covariance
         if fix.status < 0:
+            self.last_problem = None
             self.counts["no_fix"] += 1
             return LOST, "receiver reports NO_FIX"
-        if not (math.isfinite(fix.lat) and math.isfinite(fix.lon)) or abs(fix.lat) > 90 or abs(fix.lon) > 180:
-            self.counts["nan_fixes"] += 1
-            return LOST, "invalid fix (NaN or out-of-range latitude/longitude)"
+        self.last_problem = problem = fix_problem(fix)
+        if problem is not None:
+            self.counts["nan_fixes" if problem.key == "gps_invalid_position" else "invalid_fixes"] += 1
+            return LOST, problem.detail
         e, n = self._en(fix.lat, fix.lon)
         odo = self._odom_at(fix.stamp)
         frozen = self._check_frozen(fix, odo)
         if frozen:
             self.counts["frozen"] += 1
             return LOST, frozen
-        std = math.sqrt(max(cov[0], cov[4])) if all(math.isfinite(v) for v in (cov[0], cov[4])) else math.inf
+        # fix_problem() has checked the variances unless their type is UNKNOWN (then they may be anything)
+        var = max(cov[0], cov[4]) if len(cov) == 9 else math.nan
+        std = math.sqrt(var) if math.isfinite(var) and var >= 0.0 else c.max_horizontal_std_m
         level, reason = HEALTHY, "fix OK"
         if fix.covariance_type == 0 and c.unknown_covariance_degrades:
             level, reason = DEGRADED, "covariance type UNKNOWN: accuracy cannot be checked"
-            std = max(std, 0.0) if math.isfinite(std) else c.max_horizontal_std_m
         if fix.status not in (0, 1, 2):
             level, reason = DEGRADED, f"unknown receiver status {fix.status}"
         if std > c.lost_horizontal_std_m:

@@ -6,11 +6,11 @@ node and the replay tool, and neither imports the other's library here.
 * in: :func:`gps_from_msg` (NavSatFix), :func:`odometry_from_msg` (Odometry), :func:`frame_from_msg` (Image or
   CompressedImage). A message that cannot be turned into a record raises :class:`BadMessageError` naming the problem
   (the caller counts and skips it); a NaN fix is kept as is, the health monitor judges it.
-* out: ``*_fields`` functions return keyword dictionaries for NavSatFix, PoseWithCovarianceStamped, String,
-  MarkerArray and DiagnosticArray given a ``types`` callable that maps a ROS type name such as
-  ``"sensor_msgs/msg/NavSatFix"`` to its class (``typestore.types.__getitem__`` in replay;
-  ``geoloc_node.ros.outputs.rclpy_type`` in the node). This is the only place that decides the output conventions
-  (status, covariance type, altitude, marker layout, diagnostic levels): the node and a replayed bag cannot differ.
+* out: ``*_fields`` functions return keyword dictionaries for NavSatFix, PoseWithCovarianceStamped, MarkerArray and
+  DiagnosticArray given a ``types`` callable that maps a ROS type name such as ``"sensor_msgs/msg/NavSatFix"`` to its
+  class (a rosbags typestore's in replay; ``geoloc_node.ros.interfaces.rclpy_type`` in the node). These decide the
+  output conventions (status, covariance type, altitude, marker layout, diagnostic levels); the session
+  (:mod:`geoloc_node.session`) decides when each is published, for the node and a replay alike.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .errors import GeolocError
-from .records import CameraFrame, GpsFix, Odometry
+from .records import CameraFrame, GpsFix, Odometry, major_std_m
 
 
 class BadMessageError(GeolocError, ValueError):
@@ -120,8 +120,8 @@ def frame_from_msg(msg) -> CameraFrame:
 
 
 # -- out --------------------------------------------------------------------------------------------------------
-# The node (geoloc_node/ros/outputs.py, rclpy classes) and the replay tool (rosbags typestore classes) both build their
-# messages here, so that a replayed bag carries the estimates exactly as the node publishes them. Every constructor
+# The session builds every output message here, with rclpy classes in the node and rosbags typestore classes in a
+# replay, so that a replayed bag carries the estimates exactly as the node publishes them. Every constructor
 # gets every field (rosbags dataclasses have no defaults); fields a distribution's type lacks are dropped (Humble's
 # Marker has no texture/mesh_file).
 
@@ -245,10 +245,6 @@ def pose_fields(types, est, *, frame_id: str = "map", altitude_variance_m2: floa
             "pose": types("geometry_msgs/msg/PoseWithCovariance")(pose=pose, covariance=c)}
 
 
-def string_fields(types, text: str) -> dict:
-    return {"data": text}
-
-
 # -- markers
 def ellipse_points_en(east: float, north: float, cov: np.ndarray, sigma: float = 2.0, n: int = 48) -> np.ndarray:
     """(n + 1, 2) east/north points of the ``sigma`` covariance ellipse around (east, north), closed."""
@@ -326,7 +322,7 @@ def marker_array_fields(types, est, *, frame_id: str = "map", gps_trail=(), esti
                            action=MARKER_ADD if len(pts) >= 2 else MARKER_DELETE, scale=(0.8, 0.0, 0.0),
                            color=color, points=pts))
 
-    sigma = math.sqrt(math.sqrt(max(float(np.linalg.det(cov)), 0.0))) if cov is not None else float("nan")
+    sigma = major_std_m(cov) if cov is not None else float("nan")  # the one sigma (Estimate.std_m)
     text = (f"{'FALLBACK' if est.fallback_active else 'gps ok'} {getattr(est, 'source', '')} "
             f"conf {float(getattr(est, 'confidence', float('nan'))):.2f} +-{sigma:.1f} m")
     out.append(_marker(types, stamp, frame_id, "state", MARKER_TEXT_VIEW_FACING,
@@ -370,8 +366,9 @@ def diagnostic_array_fields(types, stamp, statuses) -> dict:
     return {"header": header_msg(types, stamp, ""), "status": list(statuses)}
 
 
-#: Names of the node's two statuses in /diagnostics.
+#: Names of the node's statuses in /diagnostics.
 LOCALIZATION_STATUS, INPUTS_STATUS = "geoloc_node: localization", "geoloc_node: inputs"
+CAMERA_STATUS = "geoloc_node: camera"
 
 
 def localization_diagnostic(status: Mapping, *, lifecycle_state: str = "active", last_error: str | None = None,

@@ -2,16 +2,17 @@
 
 Per input::
 
-    on_gps(fix)        -> health monitor judges the fix -> (trusted) the filter fuses it      -> Estimate(source=gps)
-    on_odometry(odom)  -> health monitor learns motion, notices silence -> the filter predicts -> Estimate(odometry)
+    on_gps(fix)        -> stamp check -> health monitor judges the fix -> (trusted) the filter fuses it -> Estimate(gps)
+    on_odometry(odom)  -> stamp check -> plausibility -> health monitor learns motion, notices silence
+                          -> the filter predicts                                               -> Estimate(odometry)
     submit_frame(f)    -> one-slot buffer, latest frame wins (a replaced frame counts as dropped)
-    process_pending()  -> encode (outside the lock) -> window search + particle update (under the lock)
-                          -> divergence check against a global top-k now and then            -> Estimate(visual)
+    process_pending()  -> stamp check -> encode (outside the lock) -> window search + particle update (under the lock)
+                          -> divergence check against a global top-k now and then                -> Estimate(visual)
 
-Every output is an :class:`Estimate` or a :class:`HealthChange`. Time comes from message stamps only. Thread safety:
-GPS and odometry arrive on other threads than the frame worker; one lock guards the state and is never held while the
-encoder runs. Bad input (NaN fixes, duplicate or out-of-order stamps, time jumping backwards as in a looping bag) is
-counted and reported, never raised.
+Every output is an :class:`Estimate`, a :class:`HealthChange`, an :class:`InputRejected` (what was not used, and why)
+or a :class:`StateReset`. Time comes from message stamps only. Thread safety: GPS and odometry arrive on other threads
+than the frame worker; one lock guards the state and is never held while the encoder runs. Bad input is counted and
+reported, never raised (:mod:`geoloc_node.inputs`, :mod:`geoloc_node.stamps`).
 """
 
 from __future__ import annotations
@@ -19,48 +20,27 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass
+from collections import Counter, deque
 
 import numpy as np
 
 from .config import GeolocConfig
 from .errors import GeolocError
 from .health import HEALTHY, GpsHealthMonitor, HealthChange
-from .records import CameraFrame, GpsFix, Odometry
+from .inputs import OdometryGate
+from .records import CameraFrame, Estimate, GpsFix, InputRejected, Odometry, StateReset
 from .search import TableSearch
+from .stamps import DROP, RESET, StampGate
 from .tracking import ParticleFilter
 
-__all__ = ["Pipeline", "Estimate", "HealthChange", "FingerprintMismatchError"]
+__all__ = ["Pipeline", "Estimate", "HealthChange", "InputRejected", "StateReset", "FingerprintMismatchError"]
+
+#: Above this yaw standard deviation an estimate carries no yaw (the pose's orientation is then "unknown").
+YAW_KNOWN_MAX_STD_DEG = 30.0
 
 
 class FingerprintMismatchError(GeolocError):
     """The region table was built by another aerial encoder than the camera encoder's pair (or with other bits)."""
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A fused position at ``stamp`` (message time)."""
-
-    stamp: float
-    east: float  # metres in the table's local ENU frame
-    north: float
-    cov: np.ndarray  # 2x2 m^2 (east, north)
-    lat: float
-    lon: float
-    yaw: float | None  # ENU yaw (rad) when the filter knows it, else None
-    source: str  # 'gps' | 'visual' | 'odometry'
-    confidence: float  # [0, 1]
-    fallback_active: bool  # GPS is not trusted; the position comes from vision and odometry
-    trustworthy: bool  # the covariance is small enough to act on
-    topk: tuple = ()  # ((east, north, hamming distance), ...) best tiles of the last visual update
-    yaw_var: float | None = None  # rad^2
-    single_frame: tuple | None = None  # (east, north) of the paper's single-frame top-5 mean (when asked for)
-
-    @property
-    def std_m(self) -> float:
-        """Square root of the largest covariance eigenvalue (m)."""
-        return float(math.sqrt(max(np.linalg.eigvalsh(self.cov).max(), 0.0)))
 
 
 _STAGES = ("decode", "encode", "search", "filter")
@@ -78,40 +58,39 @@ class Pipeline:
         self.search = TableSearch(table) if table is not None else None
         self.health = GpsHealthMonitor(config.health)
         self.filter = ParticleFilter(self.search, config.tracking) if self.search is not None else None
+        pc = config.pipeline
+        self.stamps = StampGate(pc.time_jump_reset_s, pc.time_jump_confirm_messages)
+        self.odometry_gate = OdometryGate(pc.odometry_max_speed_mps, pc.odometry_max_yaw_rate_rps,
+                                          pc.odometry_reanchor_messages)
         self._encoder_takes_headings = _takes_headings(encoder)
         self._lock = threading.Lock()  # state: health, filter, counters
         self._slot_lock = threading.Lock()  # the one-slot frame buffer
         self._pending: CameraFrame | None = None
         self._lat = {s: deque(maxlen=2000) for s in _STAGES}
-        self.counts = {"frames_received": 0, "frames_processed": 0, "frames_dropped": 0, "frames_skipped_rate": 0,
-                       "frames_skipped_healthy": 0, "frames_rejected": 0, "frames_outside_table": 0,
-                       "gps_fixes": 0, "odometry": 0, "duplicate_stamps": 0, "out_of_order_stamps": 0,
-                       "bad_stamps": 0, "stale_stamps": 0, "time_resets": 0, "reinitialisations": 0, "cold_starts": 0}
+        self.counts = Counter({k: 0 for k in (
+            "frames_received", "frames_processed", "frames_dropped", "frames_skipped_rate", "frames_skipped_healthy",
+            "frames_rejected", "frames_outside_table", "gps_fixes", "odometry", "reinitialisations", "cold_starts",
+            "bad_stamps", "duplicate_stamps", "out_of_order_stamps", "stale_stamps", "future_stamps", "time_resets")})
+        self.last_error = ""
         self._reset_state()
 
     # -- construction ----------------------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, config: GeolocConfig) -> Pipeline:
-        """Load the encoder (``model.path``, empty: the shipped model; ``model.backend``) and the table
-        (``table.path``) and check they pair."""
-        from .encoders import load_encoder
-        from .table import open_table
+    def from_config(cls, config: GeolocConfig, *, threads: int = 2, cache_dir: str = "") -> Pipeline:
+        """The pipeline of ``config``: encoder and region table from :func:`load_encoder_and_table`."""
+        encoder, table = load_encoder_and_table(config, threads=threads, cache_dir=cache_dir)
+        try:
+            return cls(config, encoder, table)
+        except BaseException:
+            encoder.close()
+            raise
 
-        if not config.table.path:
-            raise GeolocError("no region table given: set table.path (build one with `geoloc build-table`)")
-        model = str(config.model.path or "").strip()
-        if not model:  # '' = the shipped panorama model, as in the node
-            from .models import shipped_model_path
-
-            try:
-                model = shipped_model_path()
-            except (FileNotFoundError, ValueError) as exc:
-                raise GeolocError(f"{exc}; or set model.path") from None
-        # config spells ONNX Runtime 'onnx' (as the node's parameter does); load_encoder wants 'onnxruntime'
-        backend = {"onnx": "onnxruntime"}.get(config.model.backend, config.model.backend)
-        encoder = load_encoder(model, backend)
-        table = open_table(config.table.path, verify=config.table.verify)
-        return cls(config, encoder, table)
+    def close(self) -> None:
+        """Release the encoder (GPU memory, runtime threads). The pipeline processes no frame after this."""
+        encoder, self.encoder = self.encoder, None
+        close = getattr(encoder, "close", None)
+        if callable(close):
+            close()
 
     def warm_up(self) -> None:
         """Load what the first frame would otherwise load (the search kernels, the encoder's first run), so that a live
@@ -124,10 +103,12 @@ class Pipeline:
 
     def _reset_state(self) -> None:
         self.health.reset()
+        self.stamps.reset()
+        self.odometry_gate.reset()
         if self.filter is not None:
             self.filter.reset()
-        self._last = {"gps": None, "odometry": None, "frame": None}
-        self._clock: float | None = None
+        self._have_odometry = False
+        self._odometry_frame = self.config.pipeline.odometry_frame_id or None
         self._last_processed: float | None = None
         self._last_output: float | None = None
         self._last_div_check: float | None = None
@@ -137,44 +118,51 @@ class Pipeline:
     def on_gps(self, fix: GpsFix) -> list:
         with self._lock:
             out: list = []
-            if not self._accept("gps", fix.stamp, out):
+            if not self._admit("gps", fix.stamp, out):
                 return out
             self.counts["gps_fixes"] += 1
-            change = self.health.on_fix(fix)
+            change = self.health.on_fix(fix)  # judge the fix (an invalid one makes GPS LOST and is not fused)
+            problem = self.health.last_problem
+            if problem is not None:
+                self._reject(fix.stamp, "gps", problem.key, problem.detail, out)
             if change:
                 out.append(change)
             if self.health.fix_is_trusted() and self.filter is not None:
-                e, n = self.table.frame.to_en(fix.lat, fix.lon)
-                c = fix.covariance
-                cov = np.array([[c[0], c[1]], [c[3], c[4]]], dtype=np.float64)
-                if not np.all(np.isfinite(cov)) or cov[0, 0] < 0 or cov[1, 1] < 0:
-                    cov = np.eye(2) * self.config.health.max_horizontal_std_m ** 2
-                if not self.filter.initialized:
-                    self.filter.init_gaussian(float(e), float(n), cov + np.eye(2), fix.stamp, reason="gps")
-                else:
-                    self.filter.predict_time(fix.stamp)
-                    self.filter.update_gps(float(e), float(n), cov)
+                self._fuse_gps(fix)
                 out.append(self._estimate(fix.stamp, "gps"))
             return out
 
     def on_odometry(self, odom: Odometry) -> list:
         with self._lock:
             out: list = []
-            if not self._accept("odometry", odom.stamp, out):
+            if not self._admit("odometry", odom.stamp, out):
                 return out
+            expected = self._odometry_frame = self._odometry_frame or odom.frame_id
+            if odom.frame_id != expected:  # a second source publishing on the topic
+                self._reject(odom.stamp, "odometry", "odometry_frame", f"odometry in frame {odom.frame_id!r}, "
+                             f"expected {expected!r} (pipeline.odometry_frame_id, or the first message's)", out)
+                return out
+            rejection, reanchored = self.odometry_gate.check(odom)  # physics first: a broken odometry moves nothing
+            if rejection is not None:
+                self._reject(odom.stamp, "odometry", rejection.key, rejection.detail, out)
+                return out
+            if reanchored:  # a restarted odometry source: no step from the old track to the new one
+                self.health.restart_odometry()
+                if self.filter is not None:
+                    self.filter.restart_odometry()
             self.counts["odometry"] += 1
+            self._have_odometry = True
             self.health.on_odometry(odom)
-            change = self.health.tick(odom.stamp)
+            change = self.health.tick(odom.stamp)  # GPS silence is noticed on the odometry clock
             if change:
                 out.append(change)
-            if self.filter is not None:
-                t0 = time.perf_counter()
-                self.filter.predict_odometry(odom)
-                self._lat["filter"].append((time.perf_counter() - t0) * 1e3)
-                rate = self.config.pipeline.odometry_output_rate_hz
-                if (self.fallback_active and self.filter.initialized and rate > 0 and
-                        (self._last_output is None or odom.stamp - self._last_output >= 1.0 / rate - 1e-9)):
-                    out.append(self._estimate(odom.stamp, "odometry"))
+            if self.filter is None:
+                return out
+            t0 = time.perf_counter()
+            self.filter.predict_odometry(odom)
+            self._lat["filter"].append((time.perf_counter() - t0) * 1e3)
+            if self.fallback_active and self.filter.initialized and self._odometry_output_due(odom.stamp):
+                out.append(self._estimate(odom.stamp, "odometry"))
             return out
 
     def submit_frame(self, frame: CameraFrame) -> None:
@@ -193,61 +181,15 @@ class Pipeline:
             return []
         out: list = []
         with self._lock:
-            if not self._accept("frame", frame.stamp, out):
-                return out
-            # Live, the camera subscription keeps only the newest frame while fixes and odometry wait in queues, so a
-            # frame's stamp runs ahead of the fixes by the executor's backlog (traced: up to 2 s in a busy process)
-            # and would time GPS out falsely. With odometry (queued like GPS) it alone advances the GPS timeout.
-            if self._last["odometry"] is None:
-                change = self.health.tick(frame.stamp)
-                if change:
-                    out.append(change)
-            if self.filter is None:
-                return out
-            if not (self.fallback_active or self.config.pipeline.visual_when_healthy):
-                self.counts["frames_skipped_healthy"] += 1
-                return out
-            rate = self.config.pipeline.max_frame_rate_hz
-            if rate > 0 and self._last_processed is not None and \
-                    frame.stamp - self._last_processed < 1.0 / rate - 1e-9:
-                self.counts["frames_skipped_rate"] += 1
-                return out
-            self._last_processed = frame.stamp
-            headings = self._headings_to_encode()
-        # -- encode: the slow step, outside the lock so that GPS/odometry callbacks never wait for it
-        t0 = time.perf_counter()
-        try:
-            img = np.asarray(frame.image)
-            if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or min(img.shape[:2]) < 1:
-                raise ValueError(f"image must be uint8 RGB (H, W, 3), got {img.dtype} {img.shape}")
-            if headings is None:
-                codes = np.asarray(self.encoder.encode(img[None]))
-            else:
-                codes = np.asarray(self.encoder.encode(np.repeat(img[None], len(headings), axis=0),
-                                                       headings_deg=np.asarray(headings)))
-        except Exception as exc:  # noqa: BLE001 - a bad frame must never stop the vehicle's localisation
-            with self._lock:
-                self.counts["frames_rejected"] += 1
-                self.last_error = f"frame at {frame.stamp:.3f}: {exc}"
+            headings = self._frame_wanted(frame, out)
+        if headings is False:
             return out
-        t_enc = (time.perf_counter() - t0) * 1e3
+        codes = self._encode(frame, headings)  # the slow step, outside the lock: GPS/odometry never wait for it
+        if codes is None:
+            return out
         with self._lock:
-            self._lat["encode"].append(t_enc)
             out.extend(self._visual_update(frame.stamp, codes, headings))
         return out
-
-    def _headings_to_encode(self):
-        """Compass headings to roll a panorama to before encoding (None: the encoder takes no heading)."""
-        if getattr(self.encoder, "mode", None) != "panorama" or not self._encoder_takes_headings:
-            return None
-        pc = self.config.pipeline
-        f = self.filter
-        if f.initialized:
-            _, _, yaw, yaw_var = f.estimate()
-            if math.sqrt(yaw_var) <= math.radians(pc.heading_known_std_deg):
-                return [(90.0 - math.degrees(yaw)) % 360.0]
-        k = max(1, pc.heading_hypotheses)
-        return [i * 360.0 / k for i in range(k)]
 
     def on_frame(self, frame: CameraFrame) -> list:
         """Submit and process at once (synchronous replay)."""
@@ -265,6 +207,156 @@ class Pipeline:
             self.counts["frames_rejected"] += 1
             if reason:
                 self.last_error = reason
+
+    # -- the localisation steps (under the lock, except the encoder) ------------------------------------------
+    def _fuse_gps(self, fix: GpsFix) -> None:
+        """A trusted fix: (re)start the filter on it, or weigh the particles with it."""
+        e, n = self.table.frame.to_en(fix.lat, fix.lon)
+        c = fix.covariance
+        cov = np.array([[c[0], c[1]], [c[3], c[4]]], dtype=np.float64)
+        if not np.all(np.isfinite(cov)) or cov[0, 0] < 0 or cov[1, 1] < 0:  # type UNKNOWN: values mean nothing
+            cov = np.eye(2) * self.config.health.max_horizontal_std_m ** 2
+        if not self.filter.initialized:
+            self.filter.init_gaussian(float(e), float(n), cov + np.eye(2), fix.stamp, reason="gps")
+        else:
+            self.filter.predict_time(fix.stamp)
+            self.filter.update_gps(float(e), float(n), cov)
+
+    def _frame_wanted(self, frame: CameraFrame, out: list):
+        """Headings to encode the frame at (None: the encoder takes none), or False when the frame is not used."""
+        if not self._admit("frame", frame.stamp, out):
+            return False
+        # Live, the camera subscription keeps only the newest frame while fixes and odometry wait in queues, so a
+        # frame's stamp runs ahead of the fixes by the executor's backlog (traced: up to 2 s in a busy process)
+        # and would time GPS out falsely. With odometry (queued like GPS) it alone advances the GPS timeout.
+        if not self._have_odometry:
+            change = self.health.tick(frame.stamp)
+            if change:
+                out.append(change)
+        if self.filter is None:
+            return False
+        if not (self.fallback_active or self.config.pipeline.visual_when_healthy):
+            self.counts["frames_skipped_healthy"] += 1
+            return False
+        rate = self.config.pipeline.max_frame_rate_hz
+        if rate > 0 and self._last_processed is not None and frame.stamp - self._last_processed < 1.0 / rate - 1e-9:
+            self.counts["frames_skipped_rate"] += 1
+            return False
+        self._last_processed = frame.stamp
+        return self._headings_to_encode()
+
+    def _encode(self, frame: CameraFrame, headings):
+        """The frame's codes (one per heading hypothesis), or None when the encoder refuses the frame."""
+        t0 = time.perf_counter()
+        try:
+            img = np.asarray(frame.image)
+            if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or min(img.shape[:2]) < 1:
+                raise ValueError(f"image must be uint8 RGB (H, W, 3), got {img.dtype} {img.shape}")
+            if headings is None:
+                codes = np.asarray(self.encoder.encode(img[None]))
+            else:
+                codes = np.asarray(self.encoder.encode(np.repeat(img[None], len(headings), axis=0),
+                                                       headings_deg=np.asarray(headings)))
+        except Exception as exc:  # noqa: BLE001 - a bad frame must never stop the vehicle's localisation
+            with self._lock:
+                self.counts["frames_rejected"] += 1
+                self.last_error = f"frame at {frame.stamp:.3f}: {exc}"
+            return None
+        with self._lock:
+            self._lat["encode"].append((time.perf_counter() - t0) * 1e3)
+        return codes
+
+    def _headings_to_encode(self):
+        """Compass headings to roll a panorama to before encoding (None: the encoder takes no heading)."""
+        if getattr(self.encoder, "mode", None) != "panorama" or not self._encoder_takes_headings:
+            return None
+        pc = self.config.pipeline
+        if self.filter.initialized:
+            _, _, yaw, yaw_var = self.filter.estimate()
+            if math.sqrt(yaw_var) <= math.radians(pc.heading_known_std_deg):
+                return [(90.0 - math.degrees(yaw)) % 360.0]
+        k = max(1, pc.heading_hypotheses)
+        return [i * 360.0 / k for i in range(k)]
+
+    def _visual_update(self, stamp: float, codes: np.ndarray, headings) -> list:
+        f, c = self.filter, self.config
+        t0 = time.perf_counter()
+        f.predict_time(stamp)  # 1. bring the particles to the frame's time
+        if not f.initialized:  # 2. no prior at all: start from the whole table's best tiles (cold start)
+            if not f.init_global(codes, stamp, reason="cold start: global top-k", headings_deg=headings):
+                return []
+            self.counts["cold_starts"] += 1
+        t1 = time.perf_counter()
+        vu = f.update_visual(codes, c.pipeline.report_topk, headings_deg=headings)  # 3. weigh by the window's tiles
+        t2 = time.perf_counter()
+        if self._divergence_check_due(stamp) and f.check_divergence(codes, vu.best_distance, stamp,
+                                                                    headings_deg=headings):
+            self.counts["reinitialisations"] += 1  # 4. the whole table disagrees, persistently: restart there
+            vu = f.update_visual(codes, c.pipeline.report_topk, headings_deg=headings)
+        t3 = time.perf_counter()
+        self._lat["search"].append((t2 - t1) * 1e3)
+        self._lat["filter"].append((t1 - t0 + t3 - t2) * 1e3)
+        self.counts["frames_processed"] += 1
+        if vu.applied:
+            self._last_topk = vu.topk
+        else:
+            self.counts["frames_outside_table"] += 1
+        single = self._single_frame(codes, headings) if c.pipeline.single_frame_baseline else None
+        return [self._estimate(stamp, "visual" if vu.applied else "odometry", single_frame=single)]
+
+    def _single_frame(self, codes: np.ndarray, headings):
+        """The paper's estimate: mean position of the global top-5 tiles (no filter, no prior), with the frame
+        encoded at the filter's heading."""
+        from .estimate import paper_top5_mean
+
+        hypothesis, table_bin = self.filter.code_row_of_yaw(self.filter.yaw_mean(), headings)
+        m = self.search.topk(np.atleast_2d(codes)[hypothesis], min(5, self.table.n_tiles), table_bin)
+        e, n = paper_top5_mean(m)
+        return float(e), float(n)
+
+    def _estimate(self, stamp: float, source: str, single_frame=None) -> Estimate:
+        t = self.config.tracking
+        mean, cov, yaw, yaw_var = self.filter.estimate()
+        lat, lon = self.table.frame.to_latlon(mean[0], mean[1])
+        std = float(math.sqrt(max(np.linalg.eigvalsh(cov).max(), 0.0)))
+        self._last_output = stamp
+        known_yaw = yaw_var < math.radians(YAW_KNOWN_MAX_STD_DEG) ** 2
+        return Estimate(stamp=stamp, east=float(mean[0]), north=float(mean[1]), cov=cov, lat=float(lat),
+                        lon=float(lon), yaw=float(yaw) if known_yaw else None, source=source,
+                        confidence=float(math.exp(-std / t.confidence_scale_m)),
+                        fallback_active=self.fallback_active, trustworthy=std <= t.trust_max_std_m,
+                        topk=self._last_topk if self.fallback_active else (), yaw_var=float(yaw_var),
+                        single_frame=single_frame)
+
+    # -- bookkeeping (under the lock) -------------------------------------------------------------------------
+    def _admit(self, stream: str, stamp: float, out: list) -> bool:
+        """The stamp gate's verdict: process, drop (counted, reported) or reset everything and process."""
+        verdict = self.stamps.check(stream, stamp)
+        if verdict.action == DROP:
+            self._reject(stamp, stream, verdict.reason, verdict.detail, out)
+            return False
+        if verdict.action == RESET:
+            prev = self.health.state
+            self.counts["time_resets"] += 1
+            self._reset_state()
+            self.stamps.check(stream, stamp)  # the new time line starts with this message
+            out.append(StateReset(stamp=stamp, reason=verdict.detail))
+            out.append(HealthChange(stamp=stamp, state=self.health.state, previous=prev, reason=verdict.detail))
+        return True
+
+    def _reject(self, stamp: float, stream: str, key: str, detail: str, out: list) -> None:
+        self.counts[key] += 1
+        out.append(InputRejected(stamp=stamp, stream=stream, key=key, detail=detail))
+
+    def _odometry_output_due(self, stamp: float) -> bool:
+        rate = self.config.pipeline.odometry_output_rate_hz
+        return rate > 0 and (self._last_output is None or stamp - self._last_output >= 1.0 / rate - 1e-9)
+
+    def _divergence_check_due(self, stamp: float) -> bool:
+        if self._last_div_check is not None and stamp - self._last_div_check < self.config.tracking.divergence_check_s:
+            return False
+        self._last_div_check = stamp
+        return True
 
     # -- queries ---------------------------------------------------------------------------------------------
     @property
@@ -287,7 +379,7 @@ class Pipeline:
                 "backend": getattr(self.encoder, "backend", None),
                 "encoder_mode": getattr(self.encoder, "mode", None),
                 "table": self.table.coverage() if self.table is not None else None,
-                "last_error": getattr(self, "last_error", ""),
+                "last_error": self.last_error,
             }
             if self.filter is not None:
                 st["filter"] = {"initialized": self.filter.initialized, "last_init": self.filter.last_init,
@@ -297,105 +389,42 @@ class Pipeline:
                     st["filter"].update(odometry_scale=round(scale, 4), yaw_rate_bias=round(bias, 5))
             return st
 
-    def latencies(self) -> dict:
-        """Raw per-stage latency samples (ms), for benchmarks."""
-        with self._lock:
-            return {s: list(self._lat[s]) for s in _STAGES}
 
-    # -- internals (called under the lock) -------------------------------------------------------------------
-    def _accept(self, stream: str, stamp: float, out: list) -> bool:
-        """Stamp checks: bad (NaN), duplicate, out of order (dropped); far backwards within the same stream (a looping
-        bag): reset; a frame or fix far behind the newest stamp of the *other* streams (processed late, e.g. a bag
-        played fast on a loaded machine): dropped as stale, never a reset."""
-        if not math.isfinite(stamp):
-            self.counts["bad_stamps"] += 1
-            return False
-        jump = self.config.pipeline.time_jump_reset_s
-        last = self._last[stream]
-        if last is not None and stamp < last - jump:
-            # Only the stream's own stamps decide a time jump: live, a frame may reach the pipeline seconds after
-            # GPS/odometry stamped later, which is lateness, not a loop.
-            self.counts["time_resets"] += 1
-            prev, back = self.health.state, last - stamp
-            self._reset_state()
-            out.append(HealthChange(stamp=stamp, state=self.health.state, previous=prev,
-                                    reason=f"{stream} time jumped back {back:.1f} s (looping bag?): state reset"))
-            last = None
-        if last is not None:
-            if stamp == last:
-                self.counts["duplicate_stamps"] += 1
-                return False
-            if stamp < last:
-                self.counts["out_of_order_stamps"] += 1
-                return False
-        if stream != "odometry" and self._clock is not None and stamp < self._clock - jump:
-            # An absolute measurement this old would pull the current state back to where the vehicle was; odometry
-            # increments stay valid late (ordered within their stream) and are kept.
-            self.counts["stale_stamps"] += 1
-            self._last[stream] = stamp
-            return False
-        self._last[stream] = stamp
-        self._clock = stamp if self._clock is None else max(self._clock, stamp)
-        return True
+def load_encoder_and_table(config: GeolocConfig, *, threads: int = 2, cache_dir: str = ""):
+    """The one factory of node, replay, demo and benchmarks: (encoder, region table) of ``config``.
 
-    def _visual_update(self, stamp: float, codes: np.ndarray, headings) -> list:
-        f = self.filter
-        c = self.config
-        out = []
-        t0 = time.perf_counter()
-        f.predict_time(stamp)
-        if not f.initialized:
-            if not f.init_global(codes, stamp, reason="cold start: global top-k", headings_deg=headings):
-                return out
-            self.counts["cold_starts"] += 1
-        t1 = time.perf_counter()
-        vu = f.update_visual(codes, c.pipeline.report_topk, headings_deg=headings)
-        t2 = time.perf_counter()
-        if self._last_div_check is None or stamp - self._last_div_check >= c.tracking.divergence_check_s:
-            self._last_div_check = stamp
-            if f.check_divergence(codes, vu.best_distance, stamp, headings_deg=headings):
-                self.counts["reinitialisations"] += 1
-                vu = f.update_visual(codes, c.pipeline.report_topk, headings_deg=headings)
-        if not vu.applied:
-            self.counts["frames_outside_table"] += 1
-        t3 = time.perf_counter()
-        self._lat["search"].append((t2 - t1) * 1e3)
-        self._lat["filter"].append((t1 - t0 + t3 - t2) * 1e3)
-        self.counts["frames_processed"] += 1
-        if vu.applied:
-            self._last_topk = vu.topk
-        single = None
-        if c.pipeline.single_frame_baseline:
-            single = self._single_frame(codes, headings)
-        out.append(self._estimate(stamp, "visual" if vu.applied else "odometry", single_frame=single))
-        return out
+    The table (``table.path``) is opened first: the usual mistake, and cheap. The encoder: ``model.path`` ('' = the
+    shipped panorama model), ``model.backend`` ('auto' = TensorRT on an NVIDIA GPU, else ONNX Runtime), ``threads``
+    for ONNX Runtime / torch, TensorRT engines cached in ``cache_dir`` ('' = the backend's default). Raises
+    :class:`GeolocError` with the reason; :class:`Pipeline` then checks that the two are a pair.
+    """
+    from .encoders import available_backends, load_encoder
+    from .table import open_table
 
-    def _single_frame(self, codes: np.ndarray, headings):
-        """The paper's estimate: mean position of the global top-5 tiles (no filter, no prior), with the frame
-        encoded at the filter's heading."""
-        from .estimate import paper_top5_mean
+    if not config.table.path:
+        raise GeolocError("no region table given: set table.path (build one with `geoloc build-table`)")
+    table = open_table(config.table.path, verify=config.table.verify)
+    backend = config.model.backend_name
+    if backend == "auto":  # resolved here so that only TensorRT gets the engine cache
+        backend = (available_backends() or ["onnxruntime"])[0]
+    kwargs = {"cache_dir": cache_dir} if cache_dir and backend == "tensorrt" else {}
+    try:
+        return load_encoder(model_path(config), backend, threads=threads, **kwargs), table
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise GeolocError(f"cannot load the camera model: {exc}") from None
 
-        f = self.filter
-        B = self.table.heading_bins
-        key = int(f._keys_of(np.array([f.yaw_mean()]), headings if headings is not None else [None])[0])
-        codes = np.atleast_2d(codes)
-        m = self.search.topk(codes[key // B], min(5, self.table.n_tiles), key % B)
-        e, n = paper_top5_mean(m)
-        return float(e), float(n)
 
-    def _estimate(self, stamp: float, source: str, single_frame=None) -> Estimate:
-        t = self.config.tracking
-        mean, cov, yaw, yaw_var = self.filter.estimate()
-        lat, lon = self.table.frame.to_latlon(mean[0], mean[1])
-        std = float(math.sqrt(max(np.linalg.eigvalsh(cov).max(), 0.0)))
-        self._last_output = stamp
-        known_yaw = yaw_var < math.radians(30.0) ** 2
-        return Estimate(stamp=stamp, east=float(mean[0]), north=float(mean[1]), cov=cov, lat=float(lat),
-                        lon=float(lon), yaw=float(yaw) if known_yaw else None, source=source,
-                        confidence=float(math.exp(-std / t.confidence_scale_m)),
-                        fallback_active=self.fallback_active, trustworthy=std <= t.trust_max_std_m,
-                        topk=self._last_topk if self.fallback_active else (), yaw_var=float(yaw_var),
-                        single_frame=single_frame)
+def model_path(config: GeolocConfig) -> str:
+    """``model.path``, or the shipped panorama model's sidecar when it is empty."""
+    path = str(config.model.path or "").strip()
+    if path:
+        return path
+    from .models import shipped_model_path
+
+    try:
+        return str(shipped_model_path())
+    except (FileNotFoundError, ValueError) as exc:
+        raise GeolocError(f"{exc}; or set model.path") from None
 
 
 def check_pair(encoder, table) -> None:

@@ -46,3 +46,57 @@ class CameraFrame:
     stamp: float
     image: np.ndarray
     frame_id: str = ""
+
+
+# -- what comes out of the pipeline (besides geoloc_node.health.HealthChange) ---------------------------------------
+@dataclass(frozen=True)
+class Estimate:
+    """A fused position at ``stamp`` (message time)."""
+
+    stamp: float
+    east: float  # metres in the table's local ENU frame
+    north: float
+    cov: np.ndarray  # 2x2 m^2 (east, north)
+    lat: float
+    lon: float
+    yaw: float | None  # ENU yaw (rad) when the filter knows it, else None
+    source: str  # 'gps' | 'visual' | 'odometry'
+    confidence: float  # [0, 1]
+    fallback_active: bool  # GPS is not trusted; the position comes from vision and odometry
+    trustworthy: bool  # the covariance is small enough to act on
+    topk: tuple = ()  # ((east, north, hamming distance), ...) best tiles of the last visual update
+    yaw_var: float | None = None  # rad^2
+    single_frame: tuple | None = None  # (east, north) of the paper's single-frame top-5 mean (when asked for)
+
+    @property
+    def std_m(self) -> float:
+        """The one sigma of an estimate (m): square root of the largest covariance eigenvalue. The RViz label, the
+        reports and the trust decision all use this one."""
+        return major_std_m(self.cov)
+
+
+def major_std_m(cov) -> float:
+    """Square root of the largest eigenvalue of a 2x2 covariance (m); NaN when it is not finite."""
+    c = np.asarray(cov, dtype=np.float64).reshape(2, 2)
+    if not np.isfinite(c).all():
+        return float("nan")
+    return float(np.sqrt(max(np.linalg.eigvalsh(0.5 * (c + c.T)).max(), 0.0)))
+
+
+@dataclass(frozen=True)
+class InputRejected:
+    """An input record the pipeline did not use: ``key`` counts it by reason (e.g. ``gps_stale_stamp``), ``detail``
+    says it in one line."""
+
+    stamp: float
+    stream: str  # 'gps' | 'odometry' | 'frame'
+    key: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class StateReset:
+    """Time jumped (a looping bag, a restarted clock): the pipeline started over at ``stamp``."""
+
+    stamp: float
+    reason: str

@@ -42,9 +42,9 @@ def _stats(err) -> dict:
 class _Truth:
     def __init__(self, samples):
         s = sorted(samples)
-        self.t = [x[0] for x in s]
-        self.e = np.array([x[1] for x in s])
-        self.n = np.array([x[2] for x in s])
+        self.t = [x.stamp for x in s]
+        self.e = np.array([x.east for x in s])
+        self.n = np.array([x.north for x in s])
 
     def at(self, stamp: float, max_gap: float = 1.0):
         t = self.t
@@ -66,9 +66,9 @@ class _Truth:
 def _errors(samples, truth: _Truth):
     out = []
     for s in samples:
-        p = truth.at(s[0])
+        p = truth.at(s.stamp)
         if p is not None:
-            out.append((s[0], math.hypot(s[1] - p[0], s[2] - p[1])))
+            out.append((s.stamp, math.hypot(s.east - p[0], s.north - p[1])))
     return out
 
 
@@ -126,7 +126,7 @@ def compute_metrics(res) -> dict:
         ends["p95_ratio"] = round(float(np.percentile(end_o, 95) / max(np.percentile(end_f, 95), 1e-9)), 2)
     ttff = []
     for a, b in spans:
-        first = next((s[0] for s in res.estimates if a <= s[0] < b and s[4] == "visual"), None)
+        first = next((s.stamp for s in res.estimates if a <= s.stamp < b and s.source == "visual"), None)
         ttff.append(None if first is None else round(first - a, 3))
     m["inside_outage"] = {
         "filter": _stats(inside), "single_frame": _stats(sf), "odometry_only": _stats(od),
@@ -140,7 +140,7 @@ def compute_metrics(res) -> dict:
 def _availability(estimates, spans) -> float | None:
     if not spans:
         return None
-    st = [s[0] for s in estimates if s[5]]
+    st = [s.stamp for s in estimates if s.trustworthy]
     hits = total = 0
     for a, b in spans:
         for t in np.arange(a, b, 0.1):
@@ -157,8 +157,8 @@ def _health_metrics(res, truth: _Truth, injected, scripted=()) -> dict:
     if res.first_stamp is None or not res.gps:
         return out
     t0 = res.first_stamp
-    fixes = sorted((g for g in res.gps if not g[4]), key=lambda g: g[0])
-    ft = [g[0] for g in fixes]
+    fixes = sorted((g for g in res.gps if not g.dropped), key=lambda g: g.stamp)
+    ft = [g.stamp for g in fixes]
     hs = [(s, st) for s, st, _ in res.health]
     first_healthy = next((s for s, st in hs if st == "HEALTHY"), None)
     if first_healthy is None:
@@ -184,7 +184,7 @@ def _health_metrics(res, truth: _Truth, injected, scripted=()) -> dict:
             if not bad and truth.t and res.topics.truth:
                 p = truth.at(ft[i - 1])
                 g = fixes[i - 1]
-                bad = p is not None and math.hypot(g[1] - p[0], g[2] - p[1]) > BAD_FIX_M
+                bad = p is not None and math.hypot(g.east - p[0], g.north - p[1]) > BAD_FIX_M
         flagged = state != "HEALTHY"
         bad_flags.append(bad)
         flagged_at.append(flagged)
@@ -300,14 +300,14 @@ def _plot(res, m, path: Path, aerial, table):
         if ins.any():
             ax.plot(np.where(ins, tr[:, 1], np.nan), np.where(ins, tr[:, 2], np.nan), "-", color="orange", lw=4,
                     alpha=0.5, label="outage (truth)")
-    g = np.array([(x[1], x[2], x[3], x[4]) for x in res.gps]) if res.gps else np.zeros((0, 4))
+    g = np.array([(x.east, x.north, x.trusted, x.dropped) for x in res.gps]) if res.gps else np.zeros((0, 4))
     if len(g):
         ax.plot(g[g[:, 3] == 0, 0], g[g[:, 3] == 0, 1], ".", ms=2, color="tab:blue", alpha=0.5, label="GPS")
     for src, col in (("visual", "tab:green"), ("odometry", "tab:olive"), ("gps", "tab:cyan")):
-        e = np.array([(x[1], x[2]) for x in res.estimates if x[4] == src and x[6]])
+        e = np.array([(x.east, x.north) for x in res.estimates if x.source == src and x.fallback_active])
         if len(e):
             ax.plot(e[:, 0], e[:, 1], ".", ms=2, color=col, label=f"estimate ({src}, fallback)")
-    od = np.array([(x[0], x[1], x[2]) for x in res.odometry_only]) if res.odometry_only else np.zeros((0, 3))
+    od = np.array([(x.stamp, x.east, x.north) for x in res.odometry_only]) if res.odometry_only else np.zeros((0, 3))
     if len(od):
         ins = np.array([_inside(t - t0, spans) for t in od[:, 0]])
         ax.plot(np.where(ins, od[:, 1], np.nan), np.where(ins, od[:, 2], np.nan), "--", color="tab:red", lw=1,

@@ -306,6 +306,18 @@ class ParticleFilter:
     def ess(self) -> float:
         return float(1.0 / np.sum(self.w ** 2)) if self.initialized else 0.0
 
+    def code_row_of_yaw(self, yaw: float, headings_deg) -> tuple[int, int]:
+        """(index of the code among the frame's heading hypotheses, table heading bin) that a particle at ``yaw``
+        is scored with."""
+        _, headings = _as_hypotheses(np.zeros((len(headings_deg) if headings_deg is not None else 1, 1), np.uint8),
+                                     headings_deg)
+        key = int(self._keys_of(np.array([yaw]), headings)[0])
+        return key // self.table.heading_bins, key % self.table.heading_bins
+
+    def restart_odometry(self) -> None:
+        """The odometry source restarted (a new track): the next record starts the increments afresh."""
+        self._last_odom = None
+
     # -- helpers ---------------------------------------------------------------------------------------------
     def _mean_cov(self):
         mean = self.w @ self.p[:, :2]

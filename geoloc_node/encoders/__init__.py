@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import importlib.util
 
+from ..config import ENCODER_BACKENDS as BACKENDS
+from ..config import backend_name
 from .base import Encoder
 from .preprocess import ImageInputError, align_panorama, polar_transform
 from .spec import ModelFileError, ModelSpec, find_spec, read_spec
-
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 
 __all__ = ["BACKENDS", "Encoder", "ImageInputError", "ModelFileError", "ModelSpec", "align_panorama",
            "available_backends", "find_spec", "load_encoder", "polar_transform", "read_spec"]
@@ -60,10 +60,11 @@ def available_backends() -> list[str]:
 def load_encoder(path, backend: str = "auto", branch: str | None = None, threads: int = 2, **kwargs) -> Encoder:
     """Open one branch of a model: ``path`` is its sidecar JSON (ground branch unless ``branch``) or a branch ONNX.
 
-    ``backend``: 'auto' (TensorRT on an NVIDIA GPU, else ONNX Runtime, else torch), 'tensorrt', 'onnxruntime' or
-    'torch'. ``threads``: CPU threads of ONNX Runtime / torch. Other keyword arguments go to the backend (e.g.
-    ``device='cuda'`` for ONNX Runtime, ``cache_dir``/``precision`` for TensorRT).
+    ``backend``: 'auto' (TensorRT on an NVIDIA GPU, else ONNX Runtime, else torch), 'tensorrt', 'onnxruntime' (or
+    'onnx') or 'torch'. ``threads``: CPU threads of ONNX Runtime / torch. Other keyword arguments go to the backend
+    (e.g. ``device='cuda'`` for ONNX Runtime, ``cache_dir``/``precision`` for TensorRT).
     """
+    backend = backend_name(backend)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     spec, found_branch = find_spec(path)

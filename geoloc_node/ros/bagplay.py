@@ -25,7 +25,7 @@ from pathlib import Path
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 
-from geoloc_node.ros.outputs import to_time_msg
+from geoloc_node.ros.interfaces import to_time_msg
 
 PLAY_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10,
                       durability=DurabilityPolicy.VOLATILE)

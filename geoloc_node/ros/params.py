@@ -15,17 +15,15 @@ When a parameter takes effect:
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
 import math
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
+from geoloc_node.config import BACKEND_ALIASES, ENCODER_BACKENDS, PUBLISH_POLICIES
+
 IMAGE_TRANSPORTS = ("raw", "compressed")
-PUBLISH_POLICIES = ("fallback_only", "always")
-ENCODER_BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 
 
 def _p(default, doc: str, *, when: str = "live", lo=None, hi=None, choices=None):
@@ -49,28 +47,6 @@ class NodeConfig:
                         when="read_only")
     odom_topic: str = _p("/odom", "nav_msgs/Odometry (wheel or visual-inertial) that the tracking filter predicts with",
                          when="read_only")
-    odom_frame_id: str = _p("", "expected header.frame_id of the odometry ('': the frame of the first message); "
-                            "messages in another frame (a second source on the topic) are dropped and counted")
-    # --- outputs
-    map_frame_id: str = _p("map", "frame of ~/pose and ~/markers: the ENU tangent plane at the region table's origin "
-                           "(x east, y north, metres)")
-    fix_frame_id: str = _p("base_link", "header.frame_id of ~/fix (the frame whose position is estimated; "
-                           "navsat_transform uses it for the sensor offset)")
-    publish_policy: str = _p("fallback_only", "'fallback_only': ~/fix and ~/pose only while the fallback is engaged "
-                             "(GPS unhealthy); 'always': every estimate", choices=PUBLISH_POLICIES)
-    altitude_variance_m2: float = _p(1.0e4, "variance (m^2) given to the altitude of ~/fix and z of ~/pose: the "
-                                     "fallback estimates only east/north; the altitude is the last GPS one",
-                                     lo=0.0, hi=1.0e12)
-    unknown_variance: float = _p(1.0e6, "variance given to pose components that are not estimated (roll, pitch, and "
-                                 "yaw when the estimate has none): large, never -1, so robot_localization accepts it",
-                                 lo=1.0, hi=1.0e12)
-    trail_length: int = _p(300, "points kept in the GPS and estimate trails of ~/markers", lo=2, hi=100000)
-    markers_rate_hz: float = _p(2.0, "rate of ~/markers (the latest estimate's top-k tiles, ellipse and trails), "
-                                "published by a timer off the inference thread: building a MarkerArray for every "
-                                "estimate cost as much CPU as encoding the frame, and RViz needs no more",
-                                lo=0.1, hi=50.0, when="read_only")
-    diagnostics_period_s: float = _p(1.0, "period of /diagnostics, published in every lifecycle state", lo=0.05,
-                                     hi=60.0, when="read_only")
     # --- resources (the model and table paths and the backend are the core's model.* and table.* parameters)
     encoder_threads: int = _p(2, "CPU threads of the ONNX Runtime / torch encoder (the vehicle's other nodes need the "
                               "rest)", when="configure", lo=1, hi=64)
@@ -90,7 +66,7 @@ class NodeConfig:
                 raise ValueError(f"{f.name}={value!r} is outside [{lo}, {hi}]")
             if choices and value not in choices:
                 raise ValueError(f"{f.name}={value!r}: expected one of {', '.join(choices)}")
-        for name in ("image_topic", "camera_info_topic", "gps_topic", "odom_topic", "map_frame_id", "fix_frame_id"):
+        for name in ("image_topic", "camera_info_topic", "gps_topic", "odom_topic"):
             if not getattr(self, name):
                 raise ValueError(f"{name} must not be empty")
 
@@ -116,36 +92,11 @@ class ParamSpec:
     core: bool = False  # a GeolocConfig field
 
 
-def _field_docs(cls) -> dict[str, str]:
-    """``#:`` comments above the fields of a dataclass (the Sphinx convention the core uses), or metadata['doc']."""
-    docs = {}
-    for f in dataclasses.fields(cls):
-        for key in ("doc", "help", "description"):
-            if key in f.metadata:
-                docs[f.name] = str(f.metadata[key])
-    try:
-        src = textwrap.dedent(inspect.getsource(cls))
-    except (OSError, TypeError):
-        return docs
-    lines = src.splitlines()
-    try:
-        tree = ast.parse(src)
-    except SyntaxError:
-        return docs
-    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-    for node in body:
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id not in docs:
-            comments, i = [], node.lineno - 2
-            while i >= 0 and lines[i].strip().startswith("#:"):
-                comments.insert(0, lines[i].strip()[2:].strip())
-                i -= 1
-            if not comments:  # a trailing comment on the same line
-                line = lines[node.lineno - 1]
-                if "#" in line:
-                    comments = [line.split("#", 1)[1].strip()]
-            if comments:
-                docs[node.target.id] = " ".join(comments)
-    return docs
+#: When core parameters take effect (default: on configure): the output session reads its section live; the
+#: diagnostics timer is made at start-up.
+CORE_WHEN = {"output": "live", "output.diagnostics_period_s": "read_only"}
+#: Core parameters with a fixed set of values.
+CORE_CHOICES = {"output.publish_policy": PUBLISH_POLICIES, "model.backend": (*ENCODER_BACKENDS, *BACKEND_ALIASES)}
 
 
 def _core_config_class():
@@ -174,12 +125,17 @@ def _core_specs() -> list[ParamSpec]:
         if isinstance(value, tuple):
             value = list(value)
         lo, hi = None, None
-        if isinstance(value, float):
+        section, field_name = name.split(".", 1)
+        ranges = getattr(cls.__dataclass_fields__[section].default_factory, "RANGES", {})
+        if field_name in ranges:
+            lo, hi = ranges[field_name]
+        elif isinstance(value, float):
             lo, hi = 0.0, 1.0e9
         elif isinstance(value, int) and not isinstance(value, bool):
             lo, hi = 0, 2**31 - 1
         specs.append(ParamSpec(name=name, default=value, doc=docs.get(name, f"GeolocConfig.{name}"),
-                               when="configure", lo=lo, hi=hi, core=True))
+                               when=CORE_WHEN.get(name, CORE_WHEN.get(name.split(".")[0], "configure")), lo=lo, hi=hi,
+                               choices=CORE_CHOICES.get(name), core=True))
     return specs
 
 
@@ -241,8 +197,8 @@ def render_yaml(values: dict[str, Any] | None = None) -> str:
     out = ["# geoloc_node parameters. Load with: ros2 launch geoloc_node geoloc.launch.py params_file:=<this file>",
            "# or: ros2 run geoloc_node geoloc_node --ros-args --params-file <this file>",
            "# Types are strict: write floats with a decimal point (10.0, not 10).",
-           "# The sections (health, tracking, pipeline, model, table) are the core's GeolocConfig: applied on",
-           "# configure, never negative. [applied on configure]: change while unconfigured (cleanup, set, configure).",
+           "# The sections are the core's GeolocConfig, shared with `geoloc replay --config`: applied on configure",
+           "# (change while unconfigured: cleanup, set, configure), except output.* (applied to the next message).",
            "# [read-only: restart to change]: set here or with -p at start-up.",
            "/**:", "  ros__parameters:"]
     current_group: tuple[str, ...] = ()

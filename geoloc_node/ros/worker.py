@@ -29,7 +29,6 @@ class InferenceWorker:
         self._start_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.pipeline = None
-        self.busy = False
 
     def start(self, timeout_s: float = 1200.0) -> object:
         """Start the thread and wait until the pipeline is built; raise :class:`WorkerStartError` if it failed.
@@ -78,27 +77,20 @@ class InferenceWorker:
                 self._wake.clear()
                 if self._stop.is_set():
                     break
-                self.busy = True
                 try:
                     results = self.pipeline.process_pending()
                 except Exception as e:  # noqa: BLE001 - one bad frame never ends the thread
                     self._on_error(e)
                     results = []
-                finally:
-                    self.busy = False
                 if results:
                     try:
                         self._on_results(results)
                     except Exception as e:  # noqa: BLE001
                         self._on_error(e)
         finally:
-            close = getattr(self.pipeline, "close", None)
-            if not callable(close):  # a pipeline without close(): release its encoder (GPU memory) directly
-                close = getattr(getattr(self.pipeline, "encoder", None), "close", None)
-            if callable(close):
-                try:
-                    close()
-                except Exception as e:  # noqa: BLE001
-                    self._on_error(e)
+            try:
+                self.pipeline.close()  # the encoder's GPU memory, released on the thread that made it
+            except Exception as e:  # noqa: BLE001
+                self._on_error(e)
             self.pipeline = None
             gc.collect()

@@ -23,7 +23,7 @@ def test_empty_model_path_loads_the_shipped_model(world, table, monkeypatch, pat
     cfg = GeolocConfig.from_flat({"model.path": path, "model.backend": "onnx", "table.path": str(table.path)})
     p = Pipeline.from_config(cfg)
     assert p.encoder is not None
-    assert calls == [(shipped_model_path(), "onnxruntime")]  # never load_encoder(None); 'onnx' as the node maps it
+    assert calls == [(str(shipped_model_path()), "onnxruntime")]  # never load_encoder(None); 'onnx' as the node maps it
 
 
 def test_given_model_path_is_used(world, table, monkeypatch):

@@ -9,7 +9,7 @@ from fakes import Drive, FakeOracleEncoder, fake_frame, feed, gps_fix
 from geoloc_node.config import GeolocConfig
 from geoloc_node.errors import GeolocError
 from geoloc_node.health import HEALTHY, LOST
-from geoloc_node.pipeline import Estimate, FingerprintMismatchError, HealthChange, Pipeline
+from geoloc_node.pipeline import Estimate, FingerprintMismatchError, HealthChange, InputRejected, Pipeline, StateReset
 from geoloc_node.records import CameraFrame, GpsFix, Odometry
 
 CFG = GeolocConfig.from_flat({"tracking.n_particles": 600})
@@ -72,15 +72,37 @@ def test_kidnapped_filter_detects_divergence_and_reinitialises(world, table):
 def test_bad_stamps_are_counted_and_a_backwards_jump_resets(world, table):
     p = Pipeline(CFG, FakeOracleEncoder(world), table)
     f = table.frame
-    assert p.on_gps(gps_fix(f, 10.0, 0.0, 0.0))  is not None
-    assert p.on_gps(gps_fix(f, 10.0, 0.0, 0.0)) == []  # duplicate
-    assert p.on_gps(gps_fix(f, 9.5, 0.0, 0.0)) == []  # out of order
-    p.on_odometry(Odometry(stamp=math.nan, x=0, y=0, yaw=0, v=0, yaw_rate=0))
+    assert p.on_gps(gps_fix(f, 10.0, 0.0, 0.0)) is not None
+
+    def rejected(out):
+        return [o.key for o in out if isinstance(o, InputRejected)]
+
+    assert rejected(p.on_gps(gps_fix(f, 10.0, 0.0, 0.0))) == ["duplicate_stamps"]
+    assert rejected(p.on_gps(gps_fix(f, 9.5, 0.0, 0.0))) == ["out_of_order_stamps"]
+    assert rejected(p.on_odometry(Odometry(stamp=math.nan, x=0, y=0, yaw=0, v=0, yaw_rate=0))) == ["bad_stamps"]
     c = p.counts
     assert (c["duplicate_stamps"], c["out_of_order_stamps"], c["bad_stamps"]) == (1, 1, 1)
-    out = p.on_gps(gps_fix(f, 2.0, 0.0, 0.0))  # 8 s back: a looping bag
-    assert p.counts["time_resets"] == 1 and any(isinstance(o, HealthChange) and "reset" in o.reason for o in out)
-    assert not p.filter.initialized or p.filter.stamp == 2.0
+    # one fix 8 s back (a stamp of 0, a stale fix): dropped, no reset; the next normal fix is used
+    assert rejected(p.on_gps(gps_fix(f, 2.0, 0.0, 0.0))) == ["stale_stamps"]
+    assert p.counts["time_resets"] == 0
+    assert rejected(p.on_gps(gps_fix(f, 10.2, 0.0, 0.0))) == []
+    # several messages agreeing on the earlier time: a looping bag, one reset
+    outs = [p.on_gps(gps_fix(f, 2.0 + 0.2 * i, 0.0, 0.0)) for i in range(CFG.pipeline.time_jump_confirm_messages)]
+    assert p.counts["time_resets"] == 1 and p.counts["stale_stamps"] == CFG.pipeline.time_jump_confirm_messages
+    assert any(isinstance(o, StateReset) for o in outs[-1])
+    assert any(isinstance(o, HealthChange) and "reset" in o.reason for o in outs[-1])
+    assert not p.filter.initialized or p.filter.stamp >= 2.0
+
+
+def test_a_single_future_stamp_is_dropped_and_time_goes_on(world, table):
+    p = Pipeline(CFG, FakeOracleEncoder(world), table)
+    f = table.frame
+    for i in range(30):
+        p.on_gps(gps_fix(f, 10.0 + 0.2 * i, 0.0, 0.0))
+    out = p.on_gps(gps_fix(f, 1e6, 0.0, 0.0))  # one fix from the far future (a driver glitch)
+    assert [o.key for o in out if isinstance(o, InputRejected)] == ["future_stamps"]
+    out = p.on_gps(gps_fix(f, 16.2, 0.0, 0.0))
+    assert not any(isinstance(o, InputRejected) for o in out) and p.health.state == HEALTHY
 
 
 @pytest.mark.parametrize("delay_s", [1.0, 3.0])
@@ -113,7 +135,9 @@ def test_looping_multi_stream_bag_resets_once(world, table):
     p = Pipeline(CFG, FakeOracleEncoder(world), table)
     feed(p, events)
     out = feed(p, events)
-    assert p.counts["time_resets"] == 1 and p.counts["stale_stamps"] == 0
+    # the first messages after the loop are held as single stale stamps until enough agree
+    confirm = CFG.pipeline.time_jump_confirm_messages
+    assert p.counts["time_resets"] == 1 and p.counts["stale_stamps"] == confirm - 1
     assert sum(isinstance(o, HealthChange) and "reset" in o.reason for o in out) == 1
     assert p.health.state == HEALTHY
 
@@ -126,7 +150,8 @@ def test_nan_fix_and_no_fix_never_reach_the_filter(world, table):
     assert p.health.state == HEALTHY
     nan = GpsFix(stamp=5.0, lat=math.nan, lon=8.0, alt=0.0, status=0, covariance=(1.0,) * 9, covariance_type=2)
     out = p.on_gps(nan)
-    assert [type(o) for o in out] == [HealthChange] and out[0].state == LOST
+    assert [type(o) for o in out] == [InputRejected, HealthChange] and out[1].state == LOST
+    assert out[0].key == "gps_invalid_position"
     assert p.status()["health"]["nan_fixes"] == 1
 
 
@@ -144,7 +169,7 @@ def test_latest_frame_wins_and_bad_frames_are_rejected(world, table):
         p.submit_frame(fake_frame(1.0 + i, 0.0, 0.0))
     out = p.process_pending()
     assert p.counts["frames_dropped"] == 2 and p.counts["frames_processed"] == 1 and len(out) == 1
-    p.on_frame(CameraFrame(stamp=10.0, image=np.zeros((4, 4), np.uint8)))
+    p.on_frame(CameraFrame(stamp=4.0, image=np.zeros((4, 4), np.uint8)))
     assert p.counts["frames_rejected"] == 1
 
 

@@ -52,7 +52,7 @@ def test_replay_full_chain_with_report(world, table, drive_bag, tmp_path):
     mcap_ros2 = pytest.importorskip("mcap_ros2.reader")  # what Foxglove-style tools decode with
     decoded = sum(1 for _ in mcap_ros2.read_ros2_messages(next((tmp_path / "out" / "bag").glob("*.mcap"))))
     assert decoded == total
-    assert counts["/geoloc_node/fix"] > 100 and counts["/geoloc_node/state"] >= 2 and counts["/diagnostics"] > 10
+    assert counts["/geoloc_node/fix"] > 100 and counts["/geoloc_node/active"] >= 2 and counts["/diagnostics"] > 10
     assert counts["/geoloc_node/markers"] > 10 and total == res.counts["output_messages"]
 
 
@@ -78,7 +78,8 @@ def test_replay_bag_carries_the_estimates_as_the_node_publishes_them(world, tabl
         assert f.position_covariance_type in (2, 3) and f.position_covariance[8] == 1e4
         if f.status.status == 0:
             assert all(math.isfinite(v) for v in (f.latitude, f.longitude, *f.position_covariance))
-    assert {s.name for d in got["/diagnostics"] for s in d.status} == {"geoloc_node: localization"}
+    assert {s.name for d in got["/diagnostics"] for s in d.status} == {
+        "geoloc_node: localization", "geoloc_node: inputs", "geoloc_node: camera"}  # the node's statuses
 
 
 def test_injected_outage_uses_dropped_fixes_as_truth(world, table, drive_bag, tmp_path):

@@ -1,7 +1,8 @@
 """FakePipeline: a stand-in with the Pipeline contract, for testing the node's WIRING fast and deterministically.
 
 It knows nothing of images: GPS is "LOST" while the last fix has status < 0 or no finite coordinates, and every
-processed frame yields one Estimate at a fixed place, stamped with the frame's time. The behaviour of the real
+processed frame yields one Estimate (the real record type) at a fixed place, stamped with the frame's time. The
+behaviour of the real
 pipeline is tested in tests/ (pipeline, health, tracking) and end to end in tests/ros/test_drive.py.
 """
 
@@ -15,33 +16,10 @@ from types import SimpleNamespace
 import numpy as np
 
 from geoloc_node.geodesy import LocalFrame
+from geoloc_node.health import HealthChange
+from geoloc_node.records import Estimate, InputRejected
 
 ORIGIN = (47.3769, 8.5417)
-
-
-@dataclass(frozen=True)
-class FakeEstimate:
-    stamp: float
-    east: float
-    north: float
-    cov: np.ndarray
-    lat: float
-    lon: float
-    yaw: float | None
-    source: str
-    confidence: float
-    fallback_active: bool
-    trustworthy: bool
-    topk: tuple = ()
-    yaw_var: float | None = None
-
-
-@dataclass(frozen=True)
-class FakeHealthChange:
-    stamp: float
-    state: str
-    previous: str
-    reason: str
 
 
 @dataclass
@@ -80,23 +58,35 @@ class FakePipeline:
         self.process_threads.add(threading.current_thread().name)
         self.frames.append(frame)
         fallback = self.state != "HEALTHY"
-        return [FakeEstimate(stamp=frame.stamp, east=self.east, north=self.north, cov=np.diag([4.0, 9.0]),
+        return [Estimate(stamp=frame.stamp, east=self.east, north=self.north, cov=np.diag([4.0, 9.0]),
                              lat=self.lat, lon=self.lon, yaw=0.5, source="visual", confidence=0.8,
                              fallback_active=fallback, trustworthy=True,
                              topk=((self.east, self.north, 10), (self.east + 10.0, self.north, 14)))]
 
     def on_gps(self, fix) -> list:
         self.gps.append(fix)
-        ok = fix.status >= 0 and math.isfinite(fix.lat) and math.isfinite(fix.lon)
-        new = "HEALTHY" if ok else "LOST"
+        finite = math.isfinite(fix.lat) and math.isfinite(fix.lon)
+        out = [] if finite or fix.status < 0 else [
+            InputRejected(fix.stamp, "gps", "gps_invalid_position", "fake: a fix without coordinates")]
+        new = "HEALTHY" if fix.status >= 0 and finite else "LOST"
         if new != self.state:
             prev, self.state = self.state, new
-            return [FakeHealthChange(fix.stamp, new, prev, "fake: status/coordinates")]
-        return []
+            out.append(HealthChange(fix.stamp, new, prev, "fake: status/coordinates"))
+        return out
 
     def on_odometry(self, odom) -> list:
         self.odometry.append(odom)
         return []
+
+    @property
+    def fallback_active(self) -> bool:
+        return self.state != "HEALTHY"
+
+    def note_decode_ms(self, ms: float) -> None:
+        pass
+
+    def note_rejected_frame(self, reason: str = "") -> None:
+        pass
 
     def status(self) -> dict:
         return {"health": {"state": self.state, "reason": "fake"}, "fallback_active": self.state != "HEALTHY",

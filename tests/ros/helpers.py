@@ -7,7 +7,7 @@ from nav_msgs.msg import Odometry
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image, NavSatFix
 
-from geoloc_node.ros.outputs import to_time_msg
+from geoloc_node.ros.interfaces import to_time_msg
 
 from .fakes import ORIGIN
 

@@ -61,7 +61,7 @@ def test_fix_during_the_outage_only(ros, drive):
         return Pipeline(core_cfg, pfakes.FakeOracleEncoder(world, flip_prob=0.1), open_table(core_cfg.table.path))
 
     node = make_node(ros, factory, **{"table.path": str(table_path), "tracking.n_particles": 300,
-                                      "use_sim_time": True, "diagnostics_period_s": 0.5})
+                                      "use_sim_time": True, "output.diagnostics_period_s": 0.5})
     fixes = ros.collect(NavSatFix, "/geoloc_node/fix", 100)
     diags = ros.collect(DiagnosticArray, "/diagnostics", 10)
     active: list = []

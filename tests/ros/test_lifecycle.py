@@ -24,7 +24,7 @@ def _status(arrays, name="geoloc_node: localization"):
 
 def test_transitions_build_and_release_the_pipeline(ros):
     factory = FakeFactory()
-    node = make_node(ros, factory, diagnostics_period_s=0.1)
+    node = make_node(ros, factory, **{"output.diagnostics_period_s": 0.1})
     diags = ros.collect(DiagnosticArray, "/diagnostics")
     # /diagnostics in the unconfigured state already
     assert ros.wait_for(lambda: _status(diags) is not None)
@@ -57,7 +57,7 @@ def test_transitions_build_and_release_the_pipeline(ros):
 
 def test_configure_fails_on_a_bad_table_path(ros, tmp_path):
     bad = tmp_path / "nowhere.gltab"
-    node = make_node(ros, FakeFactory(), **{"table.path": str(bad), "diagnostics_period_s": 0.1})
+    node = make_node(ros, FakeFactory(), **{"table.path": str(bad), "output.diagnostics_period_s": 0.1})
     diags = ros.collect(DiagnosticArray, "/diagnostics")
     assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
     assert node.lifecycle_state == "unconfigured" and node._worker is None

@@ -1,4 +1,5 @@
-"""Estimate -> message conventions (no node needed)."""
+"""Estimate -> message conventions with rclpy's classes, and the session building the same messages for the node
+(rclpy) and a replay (rosbags typestore)."""
 
 from __future__ import annotations
 
@@ -9,23 +10,29 @@ import numpy as np
 from sensor_msgs.msg import NavSatFix, NavSatStatus
 from visualization_msgs.msg import Marker
 
-from geoloc_node.ros import outputs
+from geoloc_node import messages
+from geoloc_node.config import GeolocConfig
+from geoloc_node.health import HealthChange
+from geoloc_node.records import Estimate
+from geoloc_node.ros.interfaces import rclpy_type
+from geoloc_node.session import Session
 
-from .fakes import FakeEstimate
+from .fakes import FakePipeline
 
-EST = FakeEstimate(stamp=12.25, east=3.0, north=4.0, cov=np.array([[4.0, 1.0], [1.0, 9.0]]), lat=47.0, lon=8.0,
-                   yaw=None, source="visual", confidence=0.7, fallback_active=True, trustworthy=True,
-                   topk=((3.0, 4.0, 12), (13.0, 4.0, 20)))
+EST = Estimate(stamp=12.25, east=3.0, north=4.0, cov=np.array([[4.0, 1.0], [1.0, 9.0]]), lat=47.0, lon=8.0,
+               yaw=None, source="visual", confidence=0.7, fallback_active=True, trustworthy=True,
+               topk=((3.0, 4.0, 12), (13.0, 4.0, 20)))
 
 
 def _fix(est, alt=math.nan):
-    return outputs.navsatfix(est, frame_id="base_link", altitude=alt, altitude_variance_m2=100.0)
+    return NavSatFix(**messages.navsatfix_fields(rclpy_type, est, frame_id="base_link", altitude=alt,
+                                                 altitude_variance_m2=100.0))
 
 
 def test_navsatfix_status_and_covariance():
     f = _fix(EST, alt=410.0)
     assert (f.header.stamp.sec, f.header.stamp.nanosec) == (12, 250_000_000)
-    assert f.status.status == NavSatStatus.STATUS_FIX and f.status.service == outputs.SERVICE_UNKNOWN
+    assert f.status.status == NavSatStatus.STATUS_FIX and f.status.service == messages.SERVICE_UNKNOWN
     assert f.position_covariance_type == NavSatFix.COVARIANCE_TYPE_KNOWN  # off-diagonal terms
     assert list(f.position_covariance) == [4.0, 1.0, 0.0, 1.0, 9.0, 0.0, 0.0, 0.0, 100.0]
     assert f.altitude == 410.0
@@ -43,15 +50,22 @@ def test_never_nan_with_fix():
 
 
 def test_pose_and_markers():
-    p = outputs.pose(dataclasses.replace(EST, yaw=math.pi / 2, yaw_var=0.01), frame_id="map",
-                     altitude_variance_m2=100.0, unknown_variance=1e6)
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+    from visualization_msgs.msg import MarkerArray
+
+    p = PoseWithCovarianceStamped(**messages.pose_fields(rclpy_type, dataclasses.replace(EST, yaw=math.pi / 2,
+                                                                                         yaw_var=0.01),
+                                                         frame_id="map", altitude_variance_m2=100.0,
+                                                         unknown_variance=1e6))
     assert math.isclose(p.pose.pose.orientation.z, math.sqrt(0.5)) and p.pose.covariance[35] == 0.01
     assert p.pose.covariance[0] == 4.0 and p.pose.covariance[7] == 9.0 and p.pose.covariance[21] == 1e6
-    m = outputs.markers(EST, frame_id="map", gps_trail=[(0, 0), (1, 1)], estimate_trail=[(0, 0)])
+    m = MarkerArray(**messages.marker_array_fields(rclpy_type, EST, frame_id="map", gps_trail=[(0, 0), (1, 1)],
+                                                   estimate_trail=[(0, 0)]))
     by_ns = {mk.ns: mk for mk in m.markers}
     assert len(by_ns["topk_tiles"].points) == 2 and by_ns["covariance"].action == Marker.ADD
     assert by_ns["estimate_trail"].action == Marker.DELETE  # one point is not a line
     assert all(mk.header.stamp.sec == 12 for mk in m.markers)
+    assert f"+-{EST.std_m:.1f} m" in by_ns["state"].text  # the label's sigma is the estimate's one sigma
 
 
 # ------------------------------------------------------------------ the node and a replayed bag build the same messages
@@ -83,43 +97,43 @@ ESTIMATES = {
 }
 
 
-def test_node_and_replay_build_identical_messages():
-    """outputs.py (rclpy, the node) and messages.py with the rosbags typestore (geoloc replay) must agree field by
-    field: one set of conventions for ~/fix, ~/pose, ~/markers and /diagnostics."""
+def _session_run(types):
+    """Feed one sequence of pipeline outputs through a session; its publications as plain data."""
+    session = Session(GeolocConfig(), types)
+    session.attach(FakePipeline())
+    pubs = session.start(10.0)
+    pubs += session.on_outputs([HealthChange(11.0, "LOST", "HEALTHY", "no fix for 0.6 s")])
+    for est in ESTIMATES.values():
+        pubs += session.on_outputs([dataclasses.replace(est, stamp=est.stamp + len(pubs))])
+    pubs += session.on_outputs([dataclasses.replace(EST, stamp=40.0, fallback_active=False)])
+    pubs.append(session.diagnostics(41.0))
+    return [(p.topic, p.stamp, _as_plain(p.message)) for p in pubs]
+
+
+def test_node_and_replay_sessions_build_identical_messages():
+    """The session with rclpy classes (the node) and with the rosbags typestore (geoloc replay) publishes the same
+    topics, in the same order, with equal fields: one set of conventions and rules for both."""
     from rosbags.typesys import Stores, get_typestore
 
-    from geoloc_node import messages
-
     ts = get_typestore(Stores.ROS2_JAZZY)
-    types = ts.types.__getitem__
-    for label, est in ESTIMATES.items():
-        for alt in (math.nan, 410.0):
-            node = outputs.navsatfix(est, frame_id="base_link", altitude=alt, altitude_variance_m2=1e4)
-            bag = ts.types["sensor_msgs/msg/NavSatFix"](**messages.navsatfix_fields(types, est, altitude=alt))
-            assert _as_plain(node) == _as_plain(bag), label
-        node = outputs.pose(est, frame_id="map", altitude_variance_m2=1e4, unknown_variance=1e6)
-        bag = ts.types["geometry_msgs/msg/PoseWithCovarianceStamped"](**messages.pose_fields(types, est))
-        assert _as_plain(node) == _as_plain(bag), label
-        trails = {"gps_trail": [(0.0, 0.0), (1.0, 1.0)], "estimate_trail": [(0.0, 0.0), (2.0, 3.0)]}
-        node = outputs.markers(est, frame_id="map", tile_size_m=10.0, **trails)
-        bag = ts.types["visualization_msgs/msg/MarkerArray"](**messages.marker_array_fields(types, est, **trails))
-        assert _as_plain(node) == _as_plain(bag), label
-    status = {"health": {"state": "LOST", "reason": "no fix for 1.2 s"}, "fallback_active": True,
-              "latency": {"encode": {"mean_ms": 12.3456789}}, "counts": {"frames_dropped": 3}}
-    level, message, values = messages.localization_diagnostic(status)
-    node = outputs.diagnostic_array(12.25, [outputs.status(messages.LOCALIZATION_STATUS, bytes([level]), message,
-                                                           values)])
-    bag = ts.types["diagnostic_msgs/msg/DiagnosticArray"](**messages.diagnostic_array_fields(
-        types, 12.25, [messages.diagnostic_status_msg(types, messages.LOCALIZATION_STATUS, level, message, values)]))
-    assert _as_plain(node) == _as_plain(bag)
-    assert node.status[0].level == outputs.LEVEL_WARN
+    node, bag = _session_run(rclpy_type), _session_run(ts.types.__getitem__)
+    assert [p[:2] for p in node] == [p[:2] for p in bag]
+    topics = [p[0] for p in node]
+    assert {"active", "fix", "pose", "markers", "/diagnostics"} <= set(topics)
+    # fallback_only: the estimate with GPS healthy again publishes ~/active false but no ~/fix
+    # ~/active: the fake pipeline starts HEALTHY (false), LOST (true), healthy again (false)
+    assert topics.count("fix") == len(ESTIMATES) and [p[2]["data"] for p in node if p[0] == "active"] == [
+        False, True, False]
+    for a, b in zip(node, bag, strict=True):
+        if a[0] == "/diagnostics":  # the latency values differ run to run; the structure must not
+            assert [s["name"] for s in a[2]["status"]] == [s["name"] for s in b[2]["status"]]
+            continue
+        assert a == b, a[0]
 
 
 def test_shared_defaults_match_the_node_parameters():
     from diagnostic_msgs.msg import DiagnosticStatus
 
-    from geoloc_node import messages, replay
-    from geoloc_node.ros.params import NodeConfig
 
     # messages.py spells the ROS constants as numbers (it imports neither rclpy nor rosbags): check them.
     assert (messages.STATUS_FIX, messages.STATUS_NO_FIX) == (NavSatStatus.STATUS_FIX, NavSatStatus.STATUS_NO_FIX)
@@ -133,8 +147,6 @@ def test_shared_defaults_match_the_node_parameters():
     assert [bytes([v]) for v in (messages.LEVEL_OK, messages.LEVEL_WARN, messages.LEVEL_ERROR, messages.LEVEL_STALE)
             ] == [DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR, DiagnosticStatus.STALE]
 
-    cfg = NodeConfig()
-    assert cfg.altitude_variance_m2 == messages.ALTITUDE_VARIANCE_M2
-    assert cfg.unknown_variance == messages.UNKNOWN_VARIANCE
-    assert cfg.trail_length == replay.TRAIL_LENGTH
-    assert cfg.fix_frame_id == "base_link" and cfg.map_frame_id == "map"  # the replay bag's frames
+    out = GeolocConfig().output
+    assert out.altitude_variance_m2 == messages.ALTITUDE_VARIANCE_M2
+    assert out.unknown_variance == messages.UNKNOWN_VARIANCE

@@ -36,12 +36,12 @@ def test_yaml_declares_every_parameter_with_a_comment():
 
 def test_descriptors_and_validation(ros):
     node = make_node(ros, FakeFactory())
-    d = node.describe_parameters(["health.max_horizontal_std_m", "image_topic", "publish_policy",
-                                  "diagnostics_period_s"])
+    d = node.describe_parameters(["health.max_horizontal_std_m", "image_topic", "output.publish_policy",
+                                  "output.diagnostics_period_s"])
     assert "DEGRADED" in d[0].description and d[0].floating_point_range[0].from_value == 0.0
     assert d[1].read_only and not d[2].read_only
     assert "fallback_only" in d[2].additional_constraints
-    assert d[3].floating_point_range[0].to_value == 60.0
+    assert d[3].floating_point_range[0].to_value == 60.0 and d[3].read_only
 
     def ok(name, value):
         try:
@@ -49,11 +49,12 @@ def test_descriptors_and_validation(ros):
         except Exception as e:  # noqa: BLE001 - some rclpy versions raise on a type change instead of refusing
             return type("Refused", (), {"successful": False, "reason": str(e)})()
 
-    assert ok("publish_policy", "always").successful and node.cfg.publish_policy == "always"
-    r = ok("publish_policy", "sometimes")
+    assert ok("output.publish_policy", "always").successful and node.core_cfg.output.publish_policy == "always"
+    assert node.session.config.output.publish_policy == "always"  # the session applies it to the next message
+    r = ok("output.publish_policy", "sometimes")
     assert not r.successful and "fallback_only" in r.reason
     assert not ok("image_topic", "/other").successful                      # read-only
-    assert not ok("trail_length", 1).successful                            # below the range
+    assert not ok("output.trail_length", 1).successful                     # below the range
     assert not ok("health.max_horizontal_std_m", -1.0).successful          # core range
     assert not ok("health.max_horizontal_std_m", "eight").successful       # the type is fixed
     assert ok("health.max_horizontal_std_m", 5.0).successful               # unconfigured: accepted
@@ -63,8 +64,8 @@ def test_descriptors_and_validation(ros):
     r = ok("health.max_horizontal_std_m", 6.0)                             # applied on configure: refused now
     assert not r.successful and "cleanup" in r.reason
     assert node.core_cfg.health.max_horizontal_std_m == 5.0
-    assert ok("map_frame_id", "world").successful                          # live
-    assert not ok("map_frame_id", "").successful                           # validated by NodeConfig
+    assert ok("output.map_frame_id", "world").successful                   # live
+    assert not ok("output.map_frame_id", "").successful                    # validated by OutputConfig
 
 
 def test_invalid_start_up_parameters_refuse_to_start(ros):

@@ -40,6 +40,6 @@ def test_rosbags_rs_bag_bad_images_are_survived(ros):
     assert player.wait_for_subscribers(topics.values())
     assert ros.wait_for(lambda: bridge.get_subscription_count() > 0)
     player.play(transform=transform)
-    assert ros.wait_for(lambda: raw._problems.counts["image_bad"] >= 1 and comp._problems.counts["image_bad"] >= 1)
-    assert raw._received["gps"] >= 1 and raw._received["odom"] >= 1
+    assert ros.wait_for(lambda: raw.session.problems["image_bad"] >= 1 and comp.session.problems["image_bad"] >= 1)
+    assert raw.session.received["gps"] >= 1 and raw.session.received["odometry"] >= 1
     assert raw.lifecycle_state == "active" and comp.lifecycle_state == "active"
