@@ -33,6 +33,7 @@ setup(
         "scipy>=1.10",
         "pyyaml>=6",  # config/geoloc.yaml for replay and demo (ROS parameter files are YAML)
         "osmium>=3.6",  # pyosmium: reads OpenStreetMap extracts for `geoloc synth world --osm`
+        "mcap>=1.1",  # record by record reading of unfinished MCAP bags (geoloc bag-recover, replay)
     ],
     extras_require={
         # Training, export and evaluation of the hashing model. torch 2.14.1 + torchvision 0.29.1 is the pair that

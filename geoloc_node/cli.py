@@ -23,7 +23,22 @@ COMMANDS = {
     "build-table": ("geoloc_node.table_builder", "encode aerial imagery into a region table"),
     "table-info": ("geoloc_node.table_cli", "show and validate a region table"),
     "replay": ("geoloc_node.replay_cli", "replay a rosbag2 through the pipeline and write a report"),
+    "bag-recover": ("geoloc_node.bag_recover", "recover an unfinished or damaged rosbag2 (cut MCAP, no metadata.yaml)"),
 }
+
+#: optional dependencies -> the extra of setup.py that installs them (a missing one is named in one line, not a
+#: traceback: a runtime-only install has no torch)
+EXTRAS = {"torch": "train", "torchvision": "train", "timm": "train", "onnx": "train", "onnxscript": "train",
+          "rclpy": "ros"}
+
+
+def missing_extra(exc: ImportError) -> str | None:
+    """``"needs the train extra ..."`` when ``exc`` is a missing optional dependency, else None."""
+    root = (exc.name or "").split(".")[0]
+    extra = EXTRAS.get(root)
+    if extra is None:
+        return None
+    return f"needs the {extra} extra ({root} is not installed): pip install -e '.[{extra}]'"
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -37,21 +52,24 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         if module_name in registered:
             continue
         try:
-            module = importlib.import_module(module_name)
+            importlib.import_module(module_name).register(sub)
         except ImportError as exc:
             if only is not None:
-                raise SystemExit(f"geoloc {name}: not available ({exc}); "
-                                 "install the extra it needs, see README") from None
-            sub.add_parser(name, help=f"{help_text} [unavailable: {exc.name or exc}]")
+                raise SystemExit(f"geoloc {name}: not available: {missing_extra(exc) or exc}") from None
+            _placeholder(sub, name, f"{help_text} [unavailable: {exc.name or exc}]")
             continue
         except Exception as exc:  # noqa: BLE001 - the overview must list the other commands even if one module is broken
             if only is not None:
                 raise
-            sub.add_parser(name, help=f"{help_text} [broken: {type(exc).__name__}: {exc}]")
+            _placeholder(sub, name, f"{help_text} [broken: {type(exc).__name__}: {exc}]")
             continue
-        module.register(sub)
         registered.add(module_name)
     return parser
+
+
+def _placeholder(sub, name: str, help_text: str) -> None:
+    if name not in sub.choices:  # a module may have registered some of its commands before failing
+        sub.add_parser(name, help=help_text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ImportError as exc:  # a command that needs an extra this install lacks (e.g. train without torch)
+        hint = missing_extra(exc)
+        if hint is None:
+            raise
+        print(f"geoloc {args.command}: {hint}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # output piped into `head` or a closed pager: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -7,8 +7,9 @@ Two sources:
 * a folder of tile images plus a CSV with columns ``file,lat,lon`` (tile centres in WGS84; tiles north-up).
 
 Encoding runs in batches through the aerial branch of a model (``load_encoder(..., branch="aerial")``). Progress is
-saved every few batches beside the output (``<out>.partial.npz``); running the same command again resumes from it. A
-partial file or an existing table made by another encoder is refused: one table never mixes two encoders' codes.
+saved every few batches beside the output (``<out>.partial.npz``), and when the build is stopped (Ctrl-C, SIGTERM or
+SIGHUP: exit code 130); running the same command again resumes from it. A partial file or an existing table made by
+another encoder is refused: one table never mixes two encoders' codes.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import GeolocError, TableError
+from .progress import progress_bar
+from .signals import stop_signals_interrupt
 from .table import default_provenance, open_table, write_table
 
 
@@ -192,6 +195,58 @@ def _check_existing(out: Path, fingerprint: str, overwrite: bool) -> None:
                                   "--overwrite")
 
 
+def _resume(part: Path, job: dict, codes: np.ndarray, out: Path) -> int:
+    """Tiles already encoded by an earlier run of the same job (copied into ``codes``); 0 without a usable partial
+    file. A partial file of another encoder is refused: one table never mixes two encoders' codes."""
+    if not part.exists():
+        return 0
+    try:
+        with np.load(part, allow_pickle=False) as z:
+            pjob = json.loads(str(z["job"]))
+            pdone, pcodes = int(z["done"]), z["codes"]
+    except Exception as exc:  # noqa: BLE001 - a damaged partial file is just restarted
+        print(f"build-table: ignoring unreadable partial file {part} ({exc})", file=sys.stderr)
+        return 0
+    fp = job["encoder"]
+    if pjob.get("encoder") != fp:
+        other = str(pjob.get("encoder", ""))[:16]
+        raise TableBuildError(f"partial build {part}: made by another encoder ({other}"
+                              f"... vs {fp[:16]}...); refusing to mix encoders. Delete it to start over")
+    if pjob != job or pcodes.shape != codes.shape:
+        return 0
+    codes[:pdone] = pcodes[:pdone]
+    print(f"build-table: resuming {out} at tile {pdone}/{job['n']}", file=sys.stderr)
+    return pdone
+
+
+def _save_partial(part: Path, job: dict, done: int, codes: np.ndarray) -> None:
+    tmp = part.with_name(part.name + ".tmp.npz")
+    np.savez(tmp, job=json.dumps(job), done=done, codes=codes)
+    os.replace(tmp, part)  # atomic: a stop during the save keeps the previous partial file
+
+
+def _encode_all(enc, source, codes: np.ndarray, done: int, bins: int, cfg: BuildConfig, part: Path, job: dict,
+                bar) -> None:
+    """Encode tiles ``done..n`` into ``codes``, saving the partial file every ``cfg.checkpoint_every`` batches and
+    when stopped (Ctrl-C, SIGTERM, SIGHUP: a KeyboardInterrupt), so that the same command resumes where it stopped."""
+    n_batches = 0
+    try:
+        while done < source.n:
+            stop = min(done + cfg.batch, source.n)
+            codes[done:stop] = enc.encode_tiles(source.tiles(done, stop), bins)
+            bar.update(stop - done)
+            done = stop
+            n_batches += 1
+            if n_batches % cfg.checkpoint_every == 0 and done < source.n:
+                _save_partial(part, job, done, codes)
+    except KeyboardInterrupt:
+        if done > 0:
+            _save_partial(part, job, done, codes)
+            print(f"build-table: stopped at tile {done}/{source.n}; progress kept in {part}: run the same command "
+                  "again to resume", file=sys.stderr)
+        raise
+
+
 def _build(source, aerial_model_path, out_path, cfg: BuildConfig, progress: bool, overwrite: bool,
            provenance: dict) -> Path:
     from .encoders import load_encoder
@@ -213,45 +268,12 @@ def _build(source, aerial_model_path, out_path, cfg: BuildConfig, progress: bool
         job = {"encoder": fp, "source": source.fingerprint(), "n": int(source.n), "tile_size_m": cfg.tile_size_m,
                "stride_m": cfg.stride_m, "heading_bins": bins, "bits": enc.bits}
         codes = np.zeros((source.n, bins, enc.bits // 8), np.uint8)
-        done = 0
         part = _partial_path(out)
-        if part.exists():
-            try:
-                with np.load(part, allow_pickle=False) as z:
-                    pjob = json.loads(str(z["job"]))
-                    pdone, pcodes = int(z["done"]), z["codes"]
-            except Exception as exc:  # noqa: BLE001 - a damaged partial file is just restarted
-                print(f"build-table: ignoring unreadable partial file {part} ({exc})", file=sys.stderr)
-                pjob = None
-            if pjob is not None:
-                if pjob.get("encoder") != fp:
-                    other = str(pjob.get("encoder", ""))[:16]
-                    raise TableBuildError(f"partial build {part}: made by another encoder ({other}"
-                                          f"... vs {fp[:16]}...); refusing to mix encoders. Delete it to start over")
-                if pjob == job and pcodes.shape == codes.shape:
-                    codes[:pdone] = pcodes[:pdone]
-                    done = pdone
-                    print(f"build-table: resuming {out} at tile {done}/{source.n}", file=sys.stderr)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=source.n, initial=done, unit="tile", desc=f"build-table {out.name}", file=sys.stderr)
+        done = _resume(part, job, codes, out)
         t0 = time.perf_counter()
-        n_batches = 0
-        while done < source.n:
-            stop = min(done + cfg.batch, source.n)
-            codes[done:stop] = enc.encode_tiles(source.tiles(done, stop), bins)
-            if bar is not None:
-                bar.update(stop - done)
-            done = stop
-            n_batches += 1
-            if n_batches % cfg.checkpoint_every == 0 and done < source.n:
-                tmp = part.with_name(part.name + ".tmp.npz")
-                np.savez(tmp, job=json.dumps(job), done=done, codes=codes)
-                os.replace(tmp, part)
-        if bar is not None:
-            bar.close()
+        with progress_bar(total=source.n, initial=done, enabled=progress, unit="tile",
+                          desc=f"build-table {out.name}") as bar:
+            _encode_all(enc, source, codes, done, bins, cfg, part, job, bar)
         elapsed = time.perf_counter() - t0
         prov = default_provenance(source=provenance, model=str(aerial_model_path), model_name=enc.spec.name,
                                   backend=enc.backend, encode_seconds=round(elapsed, 2))
@@ -320,7 +342,8 @@ def register(subparsers) -> None:
     p.add_argument("--backend", default=d.backend, choices=["auto", "onnxruntime", "tensorrt", "torch"])
     p.add_argument("--threads", type=int, default=d.threads)
     p.add_argument("--overwrite", action="store_true", help="replace an existing table made by another encoder")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none anyway when stderr "
+                                                               "is not a terminal)")
     p.set_defaults(func=_run)
 
 
@@ -341,16 +364,22 @@ def _run(args) -> int:
         kw = dict(tile_size_m=tile_size_m, stride_m=args.stride_m, heading_bins=args.heading_bins,
                   batch=args.batch, progress=not args.no_progress, backend=args.backend, threads=args.threads,
                   overwrite=args.overwrite)
-        if args.geotiff:
-            out = build_table_from_geotiff(args.geotiff, model, args.out, **kw)
-        else:
-            if not args.csv:
-                print("geoloc build-table: --tiles needs --csv", file=sys.stderr)
-                return 2
-            out = build_table_from_tiles(args.tiles, args.csv, model, args.out, **kw)
+        if args.tiles and not args.csv:
+            print("geoloc build-table: --tiles needs --csv", file=sys.stderr)
+            return 2
+        # SIGTERM (timeout, systemd, docker stop) and SIGHUP (a closed SSH session) stop the build as Ctrl-C does:
+        # the partial file is saved and the same command resumes
+        with stop_signals_interrupt():
+            if args.geotiff:
+                out = build_table_from_geotiff(args.geotiff, model, args.out, **kw)
+            else:
+                out = build_table_from_tiles(args.tiles, args.csv, model, args.out, **kw)
     except (TableBuildError, ModelFileError, TableError, FileNotFoundError, ValueError) as exc:
         print(f"geoloc build-table: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        print(f"geoloc build-table: {str(exc) or 'interrupted'}", file=sys.stderr)
+        return 130
     t = open_table(out, verify=False)
     print(f"wrote {out}: {t.n_tiles} tiles, {t.bits} bits, {t.heading_bins} heading bin(s), encoder "
           f"{t.header.encoder_fingerprint[:16]}..., {t.header.provenance.get('encode_seconds')} s encoding")

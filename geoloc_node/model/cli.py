@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import sys
 import tempfile
@@ -48,11 +49,54 @@ def _add_data_args(p, train: bool) -> None:
     p.add_argument("--npz", default=None, help="npz: PairArrays file(s), train[,val]")
 
 
-def register(subparsers) -> None:
-    from .net import AERIAL_PREPROCESSINGS, ModelConfig
-    from .train import TrainConfig
+class _Defaults(dict):
+    """Dataclass defaults read from source: attribute access, and None for a default that is not a literal."""
 
-    m, t = ModelConfig(), TrainConfig()
+    __getattr__ = dict.get
+
+
+def _literal_defaults(path: Path) -> dict[str, dict]:
+    """``{class name: {field: default}}`` plus ``{"": {CONSTANT: value}}``: the literal values of a module's source,
+    read with ``ast`` (the module is not imported)."""
+    out: dict[str, dict] = {"": {}}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                out[""][node.targets[0].id] = ast.literal_eval(node.value)
+            except (ValueError, TypeError, SyntaxError):
+                pass
+        elif isinstance(node, ast.ClassDef):
+            fields = out.setdefault(node.name, {})
+            for item in node.body:
+                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and item.value is not None:
+                    try:
+                        fields[item.target.id] = ast.literal_eval(item.value)
+                    except (ValueError, TypeError, SyntaxError):
+                        pass
+    return out
+
+
+def config_defaults():
+    """(ModelConfig(), TrainConfig(), AERIAL_PREPROCESSINGS) for the options' defaults.
+
+    Why the fallback: net.py and train.py import torch, which a runtime-only install lacks, yet ``geoloc train
+    --help`` must still print its usage with the real defaults; so without torch the same defaults are read from
+    their source (they keep one home). Running the command then says which extra to install (see ``geoloc_node.cli``).
+    """
+    try:
+        from .net import AERIAL_PREPROCESSINGS, ModelConfig
+        from .train import TrainConfig
+
+        return ModelConfig(), TrainConfig(), AERIAL_PREPROCESSINGS
+    except ImportError:
+        here = Path(__file__).parent
+        net, train = _literal_defaults(here / "net.py"), _literal_defaults(here / "train.py")
+        return (_Defaults(net.get("ModelConfig", {})), _Defaults(train.get("TrainConfig", {})),
+                tuple(net[""].get("AERIAL_PREPROCESSINGS", ())))
+
+
+def register(subparsers) -> None:
+    m, t, aerial_preprocessings = config_defaults()
     # -- train
     p = subparsers.add_parser("train", help="train the cross-view hashing model",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -66,7 +110,7 @@ def register(subparsers) -> None:
     p.add_argument("--ground-hw", type=_hw, default=m.ground_hw)
     p.add_argument("--aerial-hw", type=_hw, default=m.aerial_hw)
     p.add_argument("--polar-hw", type=_hw, default=None, help="pinhole: full polar image (the sector is cut from it)")
-    p.add_argument("--aerial-preprocess", choices=list(AERIAL_PREPROCESSINGS), default=m.aerial_preprocess,
+    p.add_argument("--aerial-preprocess", choices=list(aerial_preprocessings) or None, default=m.aerial_preprocess,
                    help="polar transform, ground-plane projection into the ground camera's geometry, or raw tiles")
     p.add_argument("--share-weights", action=argparse.BooleanOptionalAction, default=m.share_weights,
                    help="one backbone for both branches (views that look alike: projected aerial tiles, drone and "

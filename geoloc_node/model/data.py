@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..encoders import preprocess as pp
+from ..progress import progress_bar
 from .net import ModelConfig
 
 
@@ -152,12 +153,7 @@ def synth_pairs(seed: int, n: int, cfg: ModelConfig, world_size_m: float = 700.0
     render_hw = _render_hw(cfg)
     ground = np.empty((n, *cfg.ground_hw, 3), np.uint8)
     tiles = []
-    it = range(n)
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(it, desc=f"render world {seed}", unit="pair", leave=False)
-    for i in it:
+    for i in progress_bar(iterable=range(n), enabled=progress, desc=f"render world {seed}", unit="pair", leave=False):
         e, nn, h = poses[i]
         if cfg.mode == "panorama":
             im = render.render_panorama(world, e, nn, h, size=render_hw, rng=rng, randomize=randomize)
@@ -212,11 +208,8 @@ def synth_pairs_cached(seeds, n_per_world: int, cfg: ModelConfig, cache_dir, wor
         # spawn, not fork: the parent has torch (and its thread pool) loaded
         with cf.ProcessPoolExecutor(min(workers, len(missing)), mp_context=mp.get_context("spawn")) as ex:
             futs = [ex.submit(_render_to_cache, s, paths[s], kwargs) for s in missing]
-            done = cf.as_completed(futs)
-            if progress:
-                from tqdm import tqdm
-
-                done = tqdm(done, total=len(futs), desc=f"render {len(futs)} worlds", unit="world", leave=False)
+            done = progress_bar(len(futs), iterable=cf.as_completed(futs), enabled=progress,
+                                desc=f"render {len(futs)} worlds", unit="world", leave=False)
             for f in done:
                 f.result()
     else:

@@ -118,9 +118,7 @@ class BagPlayer:
         return self.published
 
 
-def main(argv=None) -> int:
-    import rclpy
-
+def _parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bag")
     ap.add_argument("--rate", type=float, default=1.0)
@@ -130,31 +128,49 @@ def main(argv=None) -> int:
                     help="drop GPS messages between these seconds from the start (repeatable)")
     ap.add_argument("--gps-topic", default="/gps/fix")
     args, ros_args = ap.parse_known_args(argv)
-    outages = []
-    for text in args.gps_outage:
-        a, _, b = text.partition(":")
-        outages.append((float(a), float(b)))
-    rclpy.init(args=ros_args)
-    node = rclpy.create_node("geoloc_bagplay")
     try:
-        player = BagPlayer(node, args.bag, topics=args.topics, rate=args.rate, clock=not args.no_clock)
-        start = [None]
+        args.outages = [(float(a), float(b)) for a, _, b in (t.partition(":") for t in args.gps_outage)]
+    except ValueError:
+        ap.error(f"--gps-outage expects START:END in seconds, got {args.gps_outage}")
+    return args, ros_args
 
-        def drop_gps(topic, t_ns, raw):
-            start[0] = t_ns if start[0] is None else start[0]
-            rel = (t_ns - start[0]) * 1e-9
-            if topic == args.gps_topic and any(a <= rel < b for a, b in outages):
-                return None
-            return raw
 
-        n = player.play(transform=drop_gps if outages else None)
-        print(f"published {n} messages", file=sys.stderr)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+def main(argv=None) -> int:
+    """Play the bag; Ctrl-C, SIGTERM and SIGHUP stop it quietly (exit code 130), finished: 0."""
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    from geoloc_node.signals import stop_signals_interrupt
+
+    args, ros_args = _parse_args(argv)
+    outages = args.outages
+    # rclpy's own SIGINT/SIGTERM handlers shut the context down under the player, whose next publish then fails with
+    # a traceback; ours raise KeyboardInterrupt instead, so that every stop ends the same quiet way
+    with stop_signals_interrupt():
+        rclpy.init(args=ros_args, signal_handler_options=SignalHandlerOptions.NO)
+        node = rclpy.create_node("geoloc_bagplay")
+        player = None
+        try:
+            player = BagPlayer(node, args.bag, topics=args.topics, rate=args.rate, clock=not args.no_clock)
+            start = [None]
+
+            def drop_gps(topic, t_ns, raw):
+                start[0] = t_ns if start[0] is None else start[0]
+                rel = (t_ns - start[0]) * 1e-9
+                if topic == args.gps_topic and any(a <= rel < b for a, b in outages):
+                    return None
+                return raw
+
+            n = player.play(transform=drop_gps if outages else None)
+            print(f"published {n} messages", file=sys.stderr)
+            return 0
+        except KeyboardInterrupt as exc:
+            published = player.published if player else 0
+            print(f"published {published} messages; {str(exc) or 'interrupted'}", file=sys.stderr)
+            return 130
+        finally:
+            node.destroy_node()
+            rclpy.try_shutdown()
 
 
 if __name__ == "__main__":
