@@ -49,7 +49,9 @@ class Topics:
 class BagSource:
     """A rosbag2 opened for replay: topic selection and per-connection deserialisation."""
 
-    def __init__(self, path, topics: Topics | None = None):
+    def __init__(self, path, topics: Topics | None = None, recover_dir=None):
+        """``recover_dir``: where an unfinished bag (a cut MCAP, a sqlite3 bag without metadata.yaml) is recovered
+        to (:func:`geoloc_node.bag_recover.open_or_recover`); None: such a bag is refused."""
         from rosbags.rosbag2 import Reader
         from rosbags.typesys import Stores, get_typestore
 
@@ -58,18 +60,36 @@ class BagSource:
             self.path = self.path.parent
         if not self.path.exists():
             raise BagInputError(f"{self.path}: no such file or directory")
-        if not (self.path.is_dir() and (self.path / "metadata.yaml").exists()):
+        self.warnings: list[str] = []
+        self.recovery = None  # the RecoveryReport when the bag had to be recovered
+        read_path = self._recovered(recover_dir) if recover_dir is not None else self.path
+        if not (read_path.is_dir() and (read_path / "metadata.yaml").exists()):
             hint = " (a ROS 1 bag? convert it with `rosbags-convert`)" if self.path.suffix == ".bag" else ""
             raise BagInputError(f"{self.path}: not a rosbag2 directory (no metadata.yaml){hint}")
-        self.warnings: list[str] = []
         try:
-            self.reader = Reader(self.path)
+            self.reader = Reader(read_path)
             self.reader.open()
         except Exception as exc:  # rosbags raises ReaderError and others for unreadable bags
             raise BagInputError(f"{self.path}: cannot read this bag: {exc}") from None
         self.default_store = get_typestore(Stores.ROS2_HUMBLE)
         self._stores: dict[int, object] = {}
         self.topics = self._select(topics or Topics())
+
+    def _recovered(self, recover_dir) -> Path:
+        """The folder to read: the bag itself, or its recovered copy when it was left unfinished."""
+        from .bag_recover import BagRecoveryError, open_or_recover
+
+        if self.path.suffix == ".bag" and self.path.is_file():
+            return self.path  # ROS 1: refused below with a hint
+        try:
+            read_path, report = open_or_recover(self.path, Path(recover_dir))
+        except BagRecoveryError as exc:
+            raise BagInputError(str(exc)) from None
+        if report is not None:
+            self.recovery = report
+            self.warnings.append(f"unfinished bag recovered into {read_path}: {report.text()}")
+        read_path = Path(read_path)
+        return read_path.parent if read_path.is_file() else read_path
 
     def close(self) -> None:
         try:

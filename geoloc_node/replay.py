@@ -99,6 +99,7 @@ class ReplayResult:
     interrupted: bool = False
     mode: str = "full"  # full | health-only
     frame_origin: tuple | None = None
+    recovery: dict | None = None  # what geoloc_node.bag_recover recovered and lost, when the bag was unfinished
 
     def warn_once(self, text: str) -> None:
         """Keep one warning per kind of problem (its text up to the first number or 60 characters)."""
@@ -155,7 +156,8 @@ class Recorder:
     def __init__(self, source: BagSource, out_dir: Path, config: GeolocConfig, encoder, table, outages=()):
         t = source.topics
         self.result = res = ReplayResult(bag=str(source.path), topics=t, warnings=list(source.warnings),
-                                         scripted_faults=_scripted_faults(source.path))
+                                         scripted_faults=_scripted_faults(source.path),
+                                         recovery=source.recovery.to_dict() if source.recovery else None)
         full = t.camera is not None and table is not None and encoder is not None
         res.mode = "full" if full else "health-only"
         self._mode_warnings(table is not None and encoder is not None, source)
@@ -311,7 +313,7 @@ def replay(bag, out_dir, config: GeolocConfig, encoder=None, table=None, outages
            progress: bool = True, reorder_s: float = 0.5) -> ReplayResult:
     """Replay ``bag`` through a :class:`Pipeline`; write ``out_dir/bag`` (MCAP) and return the result."""
     t_wall = time.perf_counter()
-    source = BagSource(bag, topics)  # 1. open, pick the topics
+    source = BagSource(bag, topics, recover_dir=Path(out_dir))  # 1. open (recover an unfinished bag), pick topics
     try:
         recorder = Recorder(source, Path(out_dir), config, encoder, table, outages)  # 2. session, baseline, output
     except BaseException:

@@ -101,7 +101,7 @@ def compute_metrics(res) -> dict:
                  if min(b, res.last_stamp) > max(a, res.first_stamp)]
     truth = _Truth(res.truth)
     m = {
-        "bag": res.bag, "mode": res.mode, "interrupted": res.interrupted,
+        "bag": res.bag, "mode": res.mode, "interrupted": res.interrupted, "recovery": res.recovery,
         "topics": {k: getattr(res.topics, k) for k in ("camera", "gps", "odom", "truth")},
         "ignored_topics": res.topics.ignored,
         "truth_source": "topic" if res.topics.truth else ("trusted and dropped GPS fixes" if res.truth else None),
