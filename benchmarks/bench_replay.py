@@ -2,20 +2,36 @@
 
     python benchmarks/bench_replay.py                      # uses the outputs of `geoloc demo` (geoloc_demo/)
     python benchmarks/bench_replay.py BAG --table T.gltab [--model M.json] [--gps-outage 40:160] [--backend onnxruntime]
+    python benchmarks/bench_replay.py --repeats 3 --against HEAD   # median of 3, interleaved with HEAD's prediction
+    python benchmarks/bench_replay.py --predict --against HEAD     # the filter's odometry prediction alone
 
 Every camera frame is processed inside the outage (the pipeline's rate limit applies: pipeline.max_frame_rate_hz);
 the real-time factor is message time / wall time of the whole replay, reading and writing the bags included.
+
+``--against REV`` runs the same measurement with the odometry prediction of the tracking filter as it is at git
+revision REV (``predict_odometry``, ``predict_time``, ``_diffuse``, ``_prior_odometry`` of
+``geoloc_node/tracking.py``), interleaved with the working tree's (old, new, old, new, ...), so both see the same
+machine load; the median of each is printed. ``--predict`` times ``ParticleFilter.predict_odometry`` alone: a 50 Hz
+drive on a gentle curve, the configured number of particles (1000 by default), microseconds per odometry message.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import platform
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PREDICTION = ("predict_odometry", "predict_time", "_diffuse", "_prior_odometry")  # what --against swaps
 
 
 def main(argv=None) -> int:
@@ -27,17 +43,25 @@ def main(argv=None) -> int:
     ap.add_argument("--gps-outage", action="append", default=[])
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--repeats", type=int, default=1, help="replays (or --predict rounds); the median is reported")
+    ap.add_argument("--against", metavar="REV", help="also measure the tracking filter of this git revision")
+    ap.add_argument("--predict", action="store_true", help="time the filter's odometry prediction alone")
     args = ap.parse_args(argv)
+    if args.predict:
+        return predict_main(args)
 
     from geoloc_node.config import GeolocConfig
     from geoloc_node.demo import default_model
     from geoloc_node.encoders import load_encoder
-    from geoloc_node.replay import parse_outage, replay
+    from geoloc_node.replay import replay
+    from geoloc_node.replay_cli import parse_outage
     from geoloc_node.table import open_table
 
     if not Path(args.bag).exists():
         print(f"no bag at {args.bag}: run `geoloc demo` first or give BAG --table", file=sys.stderr)
         return 2
+    if args.against or args.repeats > 1:
+        return repeated_main(args)
     cfg = GeolocConfig.from_flat(dict(s.split("=", 1) for s in args.set))
     enc = load_encoder(args.model or default_model(), args.backend)
     table = open_table(args.table)
@@ -66,6 +90,99 @@ def main(argv=None) -> int:
         for s, v in lat.items():
             print(f"{s:<8}{v['mean_ms'] if v['mean_ms'] is not None else float('nan'):>10.2f}"
                   f"{v['p95_ms'] if v['p95_ms'] is not None else float('nan'):>10.2f}")
+    return 0
+
+
+def tracking_at(rev: str) -> types.ModuleType:
+    """``geoloc_node/tracking.py`` as it is at git revision ``rev``, loaded as a module of the installed package."""
+    src = subprocess.run(["git", "show", f"{rev}:geoloc_node/tracking.py"], cwd=REPO, check=True,
+                         capture_output=True, text=True).stdout
+    name = f"geoloc_node._tracking_at_{abs(hash(rev))}"
+    mod = types.ModuleType(name)
+    mod.__package__ = "geoloc_node"
+    sys.modules[name] = mod  # dataclasses look their module up here
+    exec(compile(src, f"{rev}:geoloc_node/tracking.py", "exec"), mod.__dict__)
+    return mod
+
+
+def filters(args) -> dict:
+    """{label: ParticleFilter class}: the working tree's and, with --against, the working tree's with REV's
+    prediction methods (the rest of the class follows the pipeline as it is now, so it has to be today's)."""
+    from geoloc_node.tracking import ParticleFilter
+
+    out = {}
+    if args.against:
+        old = tracking_at(args.against).ParticleFilter
+        methods = {name: getattr(old, name) for name in PREDICTION if hasattr(old, name)}
+        out[f"{args.against} predict"] = type("ParticleFilterPredictionAtRev", (ParticleFilter,), methods)
+    out["working tree"] = ParticleFilter
+    return out
+
+
+def curved_drive(steps: int, hz: float = 50.0):
+    from geoloc_node.records import Odometry
+
+    out = []
+    for i in range(steps):
+        t = i / hz
+        yaw = 0.1 * math.sin(0.05 * t)
+        out.append(Odometry(stamp=t, x=10 * t * math.cos(yaw), y=10 * t * math.sin(yaw), yaw=yaw, v=10.0,
+                            yaw_rate=0.005))
+    return out
+
+
+def predict_main(args) -> int:
+    """Microseconds per ``predict_odometry`` call, each filter class in turn, ``--repeats`` rounds."""
+    from geoloc_node.config import GeolocConfig
+    from geoloc_node.search import TableSearch
+    from geoloc_node.table import open_table
+
+    cfg = GeolocConfig.from_flat(dict(s.split("=", 1) for s in args.set)).tracking
+    search = TableSearch(open_table(args.table))
+    odometry = curved_drive(3000)
+    times: dict = {}
+    for _ in range(max(args.repeats, 5)):
+        for label, cls in filters(args).items():
+            pf = cls(search, cfg)
+            pf.init_gaussian(0.0, 0.0, [[4.0, 0.0], [0.0, 4.0]], 0.0)
+            t0 = time.perf_counter()
+            for odom in odometry:
+                pf.predict_odometry(odom)
+            times.setdefault(label, []).append((time.perf_counter() - t0) / len(odometry) * 1e6)
+    print(f"predict_odometry, {cfg.n_particles} particles, {len(odometry)} messages per round, "
+          f"{len(times[label])} rounds interleaved; load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs")
+    for label, t in times.items():
+        print(f"  {label:<16} median {statistics.median(t):7.1f} us   rounds: {' '.join(f'{x:.0f}' for x in t)}")
+    return 0
+
+
+def repeated_main(args) -> int:
+    """Real-time factor of ``--repeats`` whole replays (the working tree's filter and REV's interleaved); medians."""
+    import geoloc_node.pipeline as pipeline_module
+    from geoloc_node.config import GeolocConfig
+    from geoloc_node.demo import default_model
+    from geoloc_node.encoders import load_encoder
+    from geoloc_node.replay import replay
+    from geoloc_node.replay_cli import parse_outage
+    from geoloc_node.table import open_table
+
+    cfg = GeolocConfig.from_flat(dict(s.split("=", 1) for s in args.set))
+    enc = load_encoder(args.model or default_model(), args.backend)
+    table = open_table(args.table)
+    factors: dict = {}
+    for _ in range(max(args.repeats, 1)):
+        for label, cls in filters(args).items():
+            pipeline_module.ParticleFilter = cls  # the one place the pipeline makes its filter
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                res = replay(args.bag, Path(tmp) / "out", cfg, enc, table,
+                             outages=[parse_outage(o) for o in args.gps_outage], progress=False)
+                wall = time.perf_counter() - t0
+            factors.setdefault(label, []).append((res.last_stamp - res.first_stamp) / wall)
+    print(f"replay of {args.bag}, {len(factors[label])} runs each, interleaved; load average "
+          f"{os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs")
+    for label, f in factors.items():
+        print(f"  {label:<16} median {statistics.median(f):5.1f}x real time   runs: {' '.join(f'{x:.1f}' for x in f)}")
     return 0
 
 

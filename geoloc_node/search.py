@@ -2,9 +2,13 @@
 
 Choice of engine (measured by ``benchmarks/bench_search.py``; numbers in README "Benchmarks"):
 
-* whole table: faiss's ``knn_hamming`` (the scan behind ``IndexBinaryFlat``) run directly on the memory-mapped codes,
-  so nothing is copied into an index. At 44k x 256 bits it measured about 0.1 ms against 0.14 ms for our own compiled
-  loop and 2 ms for a numpy ``bitwise_count`` scan; at 1e6 tiles 3.9 ms against 6.6 ms.
+* whole table: faiss's ``hammings_knn_hc`` (the scan behind ``IndexBinaryFlat.search``) run directly on the
+  memory-mapped codes, so nothing is copied into an index. At 44k x 256 bits it measured about 0.1 ms against 0.14 ms
+  for our own compiled loop and 2 ms for a numpy ``bitwise_count`` scan; at 1e6 tiles 3.9 ms against 6.6 ms. The call
+  is prepared once per (thread, heading bin, k) (:class:`_FaissScan`): ``faiss.knn_hamming`` built its result heap
+  and pointers on every call, and at 44k tiles took 0.107 ms per query against 0.089 ms for ``IndexBinaryFlat.search``
+  on the same codes; prepared, 0.093 ms (``bench_search.py --versus-faiss``). At 1e6 and 1e7 tiles the scan itself
+  dominates: all three within 10 %.
 * window: the table's grid gives a few contiguous row slices, and one compiled loop (:mod:`.hamming_kernels`) walks
   them, checks the radius and keeps the top-k: about 0.05 ms for 5,000 tiles, whatever the size of the table. numpy
   spent 0.4 ms gathering the same rows; faiss's per-call overhead is 0.02 ms per slice.
@@ -13,6 +17,7 @@ Choice of engine (measured by ``benchmarks/bench_search.py``; numbers in README 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +29,7 @@ from .table import RegionTable
 
 _EMPTY = np.empty(0, dtype=np.int64)
 _NO_QUERY = np.empty(0, dtype=np.uint64)
+_UINT8 = np.dtype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -58,18 +64,32 @@ class TableSearch:
         self._words = self._codes.view(np.uint64)  # [bins, N, bits/64]
         self._en = np.asarray(table.en)
         self._cell_start = np.asarray(table.cell_start)
+        self._query_shape = (table.bits // 8,)
+        self._local = threading.local()  # per thread: {(heading bin, k): _FaissScan}, whose buffers are not shared
 
     # -- whole table -------------------------------------------------------------------------------------------
     def topk(self, code: np.ndarray, k: int = 5, heading_bin: int = 0) -> Matches:
-        """Exact top-k over every tile of the table (cold start, kidnapped vehicle)."""
-        q = self._query(code)
+        """Exact top-k over every tile of the table (cold start, kidnapped vehicle), best first; equal distances in
+        tile order."""
+        if not (type(code) is np.ndarray and code.dtype is _UINT8 and code.shape == self._query_shape):
+            code = self._query(code)  # anything but a plain 1-D uint8 code of the right length: full checks, errors
+        scans = self._local.__dict__.setdefault("scans", {})
+        scan = scans.get((heading_bin, k)) if type(heading_bin) is int and type(k) is int else None
+        if scan is None:
+            scan = self._prepare_scan(scans, k, heading_bin)
+        dist, idx = scan(code)
+        return Matches(indices=idx, distances=dist, en=self._en.take(idx, axis=0).astype(np.float64))
+
+    def _prepare_scan(self, scans: dict, k, heading_bin) -> _FaissScan:
+        """Validate (k, heading bin) and return this thread's prepared scan for them, made on first use: a known
+        pair of plain ints skips this, so the checks run once per pair."""
         k = self._check_k(k)
         if k > self.table.n_tiles:
             raise ValueError(f"k={k} is larger than the table ({self.table.n_tiles} tiles)")
-        block = self._codes[self._check_bin(heading_bin)]
-        faiss = self._faiss_module()
-        dist, idx = faiss.knn_hamming(q[None, :], block, k)
-        return self._matches(idx[0], dist[0])
+        b = self._check_bin(heading_bin)
+        if (b, k) not in scans:
+            scans[(b, k)] = _FaissScan(self._faiss_module(), self._codes[b], k)
+        return scans[(b, k)]
 
     def warm_up(self) -> None:
         """Run each compiled kernel once on this table. The first call of a numba kernel loads (or, without a cache,
@@ -168,3 +188,30 @@ class TableSearch:
             faiss.omp_set_num_threads(max(1, int(self.config.threads)))
             self._faiss = faiss
         return self._faiss
+
+
+class _FaissScan:
+    """faiss's exact top-k Hamming scan of one code block, set up once: a query costs a copy and one C call.
+
+    ``hammings_knn_hc`` keeps a max-heap of (distance, index) and admits a tile only when it is strictly closer than
+    the current k-th, so of equal distances the lower tile index wins, and the result is sorted by (distance, index).
+    The buffers are this object's: one per thread (see :meth:`TableSearch.topk`), results are copied out.
+    """
+
+    def __init__(self, faiss, block: np.ndarray, k: int):
+        if not block.flags.c_contiguous:
+            raise ValueError("the code block must be C-contiguous")
+        self.block = block  # holds the memory map that the pointer below points into
+        self.query = np.empty(block.shape[1], dtype=np.uint8)
+        self.dist = np.empty(k, dtype=np.int32)
+        self.idx = np.empty(k, dtype=np.int64)
+        self.heap = faiss.int_maxheap_array_t()  # the result heap: 1 query, k entries, over our two buffers
+        self.heap.nh, self.heap.k = 1, k
+        self.heap.val, self.heap.ids = faiss.swig_ptr(self.dist), faiss.swig_ptr(self.idx)
+        self.call = faiss.hammings_knn_hc
+        self.args = (self.heap, faiss.swig_ptr(self.query), faiss.swig_ptr(block), block.shape[0], block.shape[1], 1)
+
+    def __call__(self, code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.query[:] = code
+        self.call(*self.args)  # the last argument, 1: the heap comes back sorted, best first
+        return self.dist.copy(), self.idx.copy()

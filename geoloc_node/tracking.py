@@ -20,7 +20,7 @@ have to pick one mode and one heading up front. A few hundred particles cost abo
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,13 +31,25 @@ from .search import TableSearch
 
 @dataclass(frozen=True)
 class VisualUpdate:
-    """What one visual update did (for estimates, markers and diagnostics)."""
+    """What one frame says about the particles (for the integrity monitor, estimates, markers and diagnostics).
 
-    applied: bool
+    ``log_bayes_factor``: how much better the frame's matches agree with the filter's prediction than with a tile of
+    the search window chosen at random: log(sum_i w_i L(x_i) / mean over window tiles of L), with L the tile score
+    each particle reads. About 0 for a frame the model cannot read (its codes match any place as well as this one),
+    or for a filter at the wrong place; large when the prediction sits on the frame's best matches. Computed before
+    the frame moves the particles, so a frame cannot confirm the position it just created.
+    ``distinctness``: (median - min) / robust spread of the window's Hamming distances: how far the best tile stands
+    out from unrelated tiles (chance codes: about sqrt(2 ln N) for N tiles).
+    """
+
+    applied: bool  # the window held tiles (False: the filter is outside the table's coverage)
     reason: str
     topk: tuple  # ((east, north, hamming distance), ...) best tiles of the window, best first
     best_distance: int | None
     n_tiles: int
+    log_bayes_factor: float = 0.0
+    distinctness: float = 0.0
+    likelihood: np.ndarray | None = field(default=None, repr=False)  # per particle, for apply_visual
 
 
 class ParticleFilter:
@@ -61,6 +73,7 @@ class ParticleFilter:
         self._odom_stamp: float | None = None
         self._div_count = 0
         self._div_prev = None
+        self.divergence_suspect = False
         self.reinits = 0
         self.last_init = "none"
 
@@ -137,7 +150,19 @@ class ParticleFilter:
 
     # -- predict ---------------------------------------------------------------------------------------------
     def predict_odometry(self, odom: Odometry) -> None:
-        """Move particles by the odometry increment since the previous odometry record."""
+        """Move particles by the odometry increment since the previous odometry record.
+
+        The model, per particle (odometry scale ``s`` and yaw-rate bias ``b`` are particle states)::
+
+            forward = fwd * s * (1 + N(0, odom_distance_noise))      lateral = lat + N(0, odom_lateral_noise * dist)
+            turn    = (dyaw - b dt) * (1 + N(0, odom_yaw_noise)) + N(0, yaw_random_walk sqrt(dt))
+            (east, north) += R(yaw + (dyaw - b dt) / 2) (forward, lateral), then the random walks of :meth:`_diffuse`
+
+        Independent Gaussians that add up are drawn as one Gaussian of the summed variance: the isotropic position
+        walk is as isotropic in each particle's forward/lateral axes, so it joins the forward and the lateral noise.
+        Same distribution, 5 standard normals per particle instead of 8; at 1000 particles the normals are most of
+        the cost (about 10 ns each here).
+        """
         prev, self._last_odom = self._last_odom, odom
         self._odom_stamp = odom.stamp
         if prev is None or not self.initialized:
@@ -147,26 +172,26 @@ class ParticleFilter:
         dt = odom.stamp - prev.stamp
         if dt <= 0:
             return
-        dx, dy = odom.x - prev.x, odom.y - prev.y
-        c0, s0 = math.cos(prev.yaw), math.sin(prev.yaw)
-        fwd, lat = c0 * dx + s0 * dy, -s0 * dx + c0 * dy
-        dyaw = math.atan2(math.sin(odom.yaw - prev.yaw), math.cos(odom.yaw - prev.yaw))
-        if math.hypot(dx, dy) < 1e-9 and abs(prev.v * dt) > 1e-3:  # twist-only odometry
-            fwd, lat, dyaw = prev.v * dt, 0.0, prev.yaw_rate * dt
+        fwd, lat, dyaw = _odometry_increment(prev, odom, dt)
         c = self.config
-        n = self.p.shape[0]
-        dist = math.hypot(fwd, lat)
-        f = fwd * self.p[:, 3] * (1.0 + self.rng.normal(0.0, c.odom_distance_noise, n))
-        lt = lat + self.rng.normal(0.0, c.odom_lateral_noise * dist + 1e-6, n)
-        th = self.p[:, 2]
-        dyaw = dyaw - self.p[:, 4] * dt  # each particle's own yaw-rate bias
-        # heading at mid-step for the translation
-        mid = th + 0.5 * dyaw
-        self.p[:, 0] += np.cos(mid) * f - np.sin(mid) * lt
-        self.p[:, 1] += np.sin(mid) * f + np.cos(mid) * lt
-        self.p[:, 2] = th + dyaw * (1.0 + self.rng.normal(0.0, c.odom_yaw_noise, n)) + \
-            self.rng.normal(0.0, c.yaw_random_walk * math.sqrt(dt), n)
-        self._diffuse(odom.stamp, with_odometry=True)
+        p = self.p
+        n = p.shape[0]
+        walk_dt = self._advance_stamp(odom.stamp)
+        walk = c.position_random_walk * math.sqrt(walk_dt)
+        z_fwd, z_lat, z_yaw, z_scale, z_bias = self._standard_normals(5 * n).reshape(5, n)
+        forward = fwd * p[:, 3]
+        # np.sqrt of the squares, not np.hypot: 3.7 against 13.6 us for 1000 particles
+        forward += np.sqrt(np.square(forward * c.odom_distance_noise) + walk * walk) * z_fwd
+        lateral = z_lat * math.hypot(c.odom_lateral_noise * math.hypot(fwd, lat) + 1e-6, walk) + lat
+        turn = dyaw - p[:, 4] * dt  # each particle's own yaw-rate bias
+        mid = p[:, 2] + 0.5 * turn  # heading at mid-step for the translation
+        cos_mid, sin_mid = np.cos(mid), np.sin(mid)
+        p[:, 0] += cos_mid * forward - sin_mid * lateral
+        p[:, 1] += sin_mid * forward + cos_mid * lateral
+        p[:, 2] += turn + np.sqrt(np.square(turn * c.odom_yaw_noise) + c.yaw_random_walk ** 2 * dt) * z_yaw
+        if walk_dt > 0:
+            p[:, 3] += c.odom_scale_random_walk * math.sqrt(walk_dt) * z_scale
+            p[:, 4] += c.yaw_rate_bias_random_walk * math.sqrt(walk_dt) * z_bias
 
     def predict_time(self, stamp: float) -> None:
         """Advance time without odometry (random walk; a large one when there has been no odometry for a second)."""
@@ -176,25 +201,46 @@ class ParticleFilter:
         self._diffuse(stamp, with_odometry=not no_odom)
 
     def _diffuse(self, stamp: float, with_odometry: bool) -> None:
-        if self.stamp is None:
-            self.stamp = stamp
-            return
-        dt = stamp - self.stamp
+        """Random walks of position, odometry scale and yaw-rate bias over the time since the filter's stamp."""
+        dt = self._advance_stamp(stamp)
         if dt <= 0:
             return
-        self.stamp = stamp
         c = self.config
         sigma = (c.position_random_walk if with_odometry else c.no_odometry_random_walk)
         n = self.p.shape[0]
-        self.p[:, :2] += self.rng.normal(0.0, sigma * math.sqrt(dt), (n, 2))
-        self.p[:, 3] += self.rng.normal(0.0, c.odom_scale_random_walk * math.sqrt(dt), n)
-        self.p[:, 4] += self.rng.normal(0.0, c.yaw_rate_bias_random_walk * math.sqrt(dt), n)
+        z = self._standard_normals(4 * n)
+        self.p[:, :2] += sigma * math.sqrt(dt) * z[:2 * n].reshape(n, 2)
+        self.p[:, 3] += c.odom_scale_random_walk * math.sqrt(dt) * z[2 * n:3 * n]
+        self.p[:, 4] += c.yaw_rate_bias_random_walk * math.sqrt(dt) * z[3 * n:]
+
+    def _advance_stamp(self, stamp: float) -> float:
+        """Move the filter's stamp to ``stamp``; the seconds the random walks cover (0 on the first or an old stamp)."""
+        if self.stamp is None:
+            self.stamp = stamp
+            return 0.0
+        dt = stamp - self.stamp
+        if dt <= 0:
+            return 0.0
+        self.stamp = stamp
+        return dt
 
     def _prior_odometry(self, n: int) -> np.ndarray:
         """Odometry scale and yaw-rate bias of fresh particles: learned while GPS is good, kept through an outage."""
         c = self.config
-        return np.column_stack([1.0 + self.rng.normal(0.0, c.odom_scale_std, n),
-                                self.rng.normal(0.0, c.yaw_rate_bias_std, n)])
+        z = self._standard_normals(2 * n).reshape(n, 2)
+        return z * [c.odom_scale_std, c.yaw_rate_bias_std] + [1.0, 0.0]
+
+    def _standard_normals(self, count: int) -> np.ndarray:
+        """``count`` standard normals, sliced from blocks drawn from ``self.rng``.
+
+        One ``rng.normal`` call per noise term cost 1-1.5 us of overhead each, seven per odometry message; a block of
+        65,536 serves 13 messages of 1000 particles. The block belongs to the generator it came from: after
+        :meth:`reset` (a new generator) the first draw starts a new block, so a reset filter repeats a fresh one.
+        """
+        block = getattr(self, "_normal_block", None)
+        if block is None or block.rng is not self.rng:
+            block = self._normal_block = _NormalBlock(self.rng)
+        return block.take(count)
 
     # -- updates ---------------------------------------------------------------------------------------------
     def update_gps(self, east: float, north: float, cov: np.ndarray) -> None:
@@ -212,7 +258,14 @@ class ParticleFilter:
         self._reweight(np.exp(-0.5 * (m2 - m2.min())))
 
     def update_visual(self, codes: np.ndarray, report_k: int = 5, headings_deg=None) -> VisualUpdate:
-        """Weight particles by the Hamming distances of the tiles around them.
+        """Score a frame and weight the particles with it (:meth:`score_visual` then :meth:`apply_visual`)."""
+        vu = self.score_visual(codes, report_k, headings_deg)
+        self.apply_visual(vu)
+        return vu
+
+    def score_visual(self, codes: np.ndarray, report_k: int = 5, headings_deg=None) -> VisualUpdate:
+        """What a frame says about each particle, from the Hamming distances of the tiles around the cloud; the
+        particles are not changed.
 
         ``codes``: one code, or one per heading hypothesis (``headings_deg``); each particle is scored with the code of
         the hypothesis nearest to its yaw and, with several table heading bins, in the bin of its yaw.
@@ -235,15 +288,26 @@ class ParticleFilter:
         tau = max(c.hamming_temperature * self.bits, 1e-6)
         S = np.exp(-(D - dmin) / tau)
         en = np.asarray(self.table.en[idx], dtype=np.float64)
-        lik = self._interpolate(en, S, np.searchsorted(used, keys))
-        a = c.visual_outlier_prob
-        self._reweight(a + (1.0 - a) * lik)
+        row_of = np.searchsorted(used, keys)
+        lik = self._interpolate(en, S, row_of)
+        predicted = float(self.w @ lik)  # the frame's score where the filter expects the vehicle ...
+        at_random = float(self.w @ S.mean(axis=1)[row_of])  # ... and at a tile of the window taken at random
         # report: best tiles for the mean heading
         kmean = int(self._keys_of(np.array([self.yaw_mean()]), headings)[0])
         row = D[int(np.nonzero(used == kmean)[0][0])] if kmean in used else D.min(axis=0)
         order = np.lexsort((idx, row))[:report_k]
         topk = tuple((float(en[i, 0]), float(en[i, 1]), int(row[i])) for i in order)
-        return VisualUpdate(True, "ok", topk, int(dmin), int(idx.size))
+        return VisualUpdate(True, "ok", topk, int(dmin), int(idx.size),
+                            log_bayes_factor=math.log(max(predicted, 1e-300) / max(at_random, 1e-300)),
+                            distinctness=_distinctness(row), likelihood=lik)
+
+    def apply_visual(self, vu: VisualUpdate) -> None:
+        """Weight the particles with a scored frame (mixed with an outlier floor: one wrong match cannot wipe out the
+        cloud)."""
+        if not vu.applied or vu.likelihood is None or vu.likelihood.shape[0] != self.w.shape[0]:
+            return
+        a = self.config.visual_outlier_prob
+        self._reweight(a + (1.0 - a) * vu.likelihood)
 
     def check_divergence(self, codes: np.ndarray, local_best: int | None, stamp: float, headings_deg=None) -> bool:
         """Compare the filter with a global top-k search; re-initialise on a credible, persistent disagreement.
@@ -270,6 +334,7 @@ class ParticleFilter:
         worse = local_best is None or local_best - gd >= c.divergence_margin * self.bits
         credible = est.inlier_weight >= c.divergence_inlier_weight and est.n_inliers >= 3
         bad = far and worse and credible
+        self.divergence_suspect = bad  # read by the integrity monitor: another place matches better
         prev = self._div_prev
         if bad and prev is not None and self._div_count > 0:
             moved_cand, moved_filter = cand - prev[0], mean - prev[1]
@@ -411,6 +476,13 @@ class ParticleFilter:
         self.w = np.full(n, 1.0 / n)
 
 
+def _distinctness(distances: np.ndarray) -> float:
+    """(median - min) / (1.4826 MAD) of a row of Hamming distances: how far the best tile stands out."""
+    med = float(np.median(distances))
+    mad = float(np.median(np.abs(distances - med))) * 1.4826
+    return (med - float(distances.min())) / max(mad, 0.5)
+
+
 def _as_hypotheses(codes, headings_deg):
     """(codes [K, bytes], headings [K] or [None]) from one code or K codes with their headings."""
     codes = np.asarray(codes)
@@ -424,3 +496,31 @@ def _as_hypotheses(codes, headings_deg):
     if len(headings) != len(codes):
         raise ValueError(f"{len(codes)} codes but {len(headings)} headings")
     return codes, headings
+
+
+def _odometry_increment(prev: Odometry, odom: Odometry, dt: float) -> tuple[float, float, float]:
+    """(forward, lateral, yaw change) from ``prev`` to ``odom`` in the vehicle frame at ``prev``; from the twist when
+    the pose stands still while the vehicle moves (twist-only odometry)."""
+    dx, dy = odom.x - prev.x, odom.y - prev.y
+    c0, s0 = math.cos(prev.yaw), math.sin(prev.yaw)
+    if math.hypot(dx, dy) < 1e-9 and abs(prev.v * dt) > 1e-3:
+        return prev.v * dt, 0.0, prev.yaw_rate * dt
+    dyaw = math.atan2(math.sin(odom.yaw - prev.yaw), math.cos(odom.yaw - prev.yaw))
+    return c0 * dx + s0 * dy, -s0 * dx + c0 * dy, dyaw
+
+
+class _NormalBlock:
+    """Standard normals drawn ``size`` at a time from one generator and handed out in order (deterministic)."""
+
+    def __init__(self, rng: np.random.Generator, size: int = 1 << 16):
+        self.rng = rng
+        self.size = size
+        self.block = np.empty(0)
+        self.pos = 0
+
+    def take(self, count: int) -> np.ndarray:
+        if self.pos + count > self.block.size:
+            self.block = self.rng.standard_normal(max(count, self.size))
+            self.pos = 0
+        self.pos += count
+        return self.block[self.pos - count:self.pos]
