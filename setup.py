@@ -50,7 +50,8 @@ setup(
             "ros-jazzy-std-msgs", "ros-jazzy-lifecycle-msgs", "ros-jazzy-rosgraph-msgs",
         ],
         "dev": ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.6",
-                "mcap-ros2-support>=0.5"],
+                "mcap-ros2-support>=0.5",
+                "hypothesis>=6.100"],  # fuzzing of message conversion and the pipeline (tests/pipeline/test_fuzz.py)
     },
     zip_safe=True,
     maintainer="geoloc_node developers",

@@ -115,14 +115,92 @@ class TrackingConfig:
     divergence_distance_m: float = 60.0
     #: ... with the global top-k forming one cluster that holds at least this share of their weight ...
     divergence_inlier_weight: float = 0.7
-    #: ... on this many consecutive checks (the cluster moving as the filter moves): the filter restarts there.
-    divergence_checks: int = 3
-    #: Standard deviation (m) of the cloud above which the estimate is not trustworthy.
-    trust_max_std_m: float = 30.0
+    #: ... on this many consecutive checks (the cluster moving as the filter moves): the filter restarts there. 0: off
+    #: (the default: the integrity monitor's track check restarts a filter that is elsewhere, on the evidence of a
+    #: whole track instead of single frames, which restarted it at wrong places on worlds it had not seen).
+    divergence_checks: int = 0
     #: Confidence = exp(-std / confidence_scale_m), with std the square root of the largest covariance eigenvalue.
     confidence_scale_m: float = 15.0
     #: Random seed of the filter (replays are deterministic).
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class IntegrityConfig:
+    """The integrity monitor: when an estimate is trustworthy, and its protection level (docs/pipeline.md#integrity)."""
+
+    #: Valid ranges where they are not [0, large] (also the ROS parameter descriptors' ranges).
+    RANGES: typing.ClassVar[dict] = {"integrity_risk": (1e-12, 0.5), "track_recent_margin_bits": (-1e3, 1e3),
+                                     "track_margin_bits": (-1e3, 1e3), "track_recent_regain_bits": (-1e3, 1e3)}
+
+    def __post_init__(self):
+        for name, (lo, hi) in self.RANGES.items():
+            v = getattr(self, name)
+            if not (lo <= v <= hi):
+                raise ConfigError(f"integrity.{name}={v!r} is outside [{lo}, {hi}]")
+
+    #: Integrity risk per estimate: the probability allowed for the error to exceed the protection level.
+    integrity_risk: float = 1.0e-3
+    #: Alert limit (m): an estimate whose protection level is larger is not trustworthy.
+    alert_limit_m: float = 25.0
+    #: Published covariance = covariance_scale^2 x the particle covariance ...
+    covariance_scale: float = 1.3
+    #: ... + covariance_floor_m^2 (m^2) on each axis (tile quantisation and the model's own error).
+    covariance_floor_m: float = 2.0
+    #: A trusted GPS fix anchors the dead-reckoned estimate for this long (s) without visual confirmation.
+    gps_anchor_s: float = 10.0
+    #: Visual evidence: running mean over about this many frames of each frame's log Bayes factor (agreement of the
+    #: frame's matches with the filter's prediction against a random tile of the window) ...
+    evidence_frames: float = 3.0
+    #: ... which must be at least this for the camera to confirm the position.
+    evidence_min: float = 1.0
+    #: A frame whose log Bayes factor is below this does not move a filter whose estimate was trustworthy less than
+    #: ``gate_hold_s`` ago (an unreadable frame: the position dead-reckons on odometry instead) ...
+    frame_gate: float = 0.0
+    #: ... (see ``frame_gate``).
+    gate_hold_s: float = 30.0
+    #: Visual confirmation older than this (s) no longer counts (no frame, or frames outside the table).
+    evidence_max_age_s: float = 10.0
+    #: Track check (geoloc_node.track_match): the frames of the last this-many metres of driving ...
+    track_length_m: float = 60.0
+    #: ... kept at least this far apart (m), at most ``track_max_frames`` of them ...
+    track_spacing_m: float = 2.0
+    #: ... (see ``track_spacing_m``).
+    track_max_frames: int = 30
+    #: ... are scored as a track at every position within this radius (m) of the filter, every ``track_check_s``.
+    track_radius_m: float = 1000.0
+    #: See ``track_radius_m`` (0: at every processed frame).
+    track_check_s: float = 0.0
+    #: Camera trust needs a track at least this long (m): a trajectory that matches, not one place ...
+    track_min_length_m: float = 30.0
+    #: ... whose score at the filter's place beats every place farther than the alert limit by this much (bits per
+    #: frame) ...
+    track_margin_bits: float = 1.0
+    #: ... and stands out from the scores of all places by this robust z (chance: about 0); and the newest
+    #: ``track_recent_frames`` frames alone must not prefer a place farther than the alert limit by more than
+    #: ``track_recent_margin_bits`` bits per frame (negative: some slack): a kidnapped vehicle shows there first.
+    track_min_z: float = 4.0
+    #: See ``track_min_z``.
+    track_recent_frames: int = 3
+    #: See ``track_min_z``.
+    track_recent_margin_bits: float = -3.0
+    #: The newest frame alone must stand out at the filter's place by this robust z (good frames: 1 % below 3) ...
+    track_newest_min_z: float = 2.5
+    #: ... and after any failed track check, trust returns only after this many passing checks in a row ...
+    track_confirmations: int = 3
+    #: ... in which the newest frames also prefer the filter's place by at least this much (bits per frame).
+    track_recent_regain_bits: float = 1.0
+    #: A converged filter whose track is not confirmed for this long (s), on frames that match some place distinctly,
+    #: restarts from the whole table (a cold start at every heading: a kidnapped vehicle may face another way) ...
+    relocalize_after_s: float = 5.0
+    #: ... or this long (s) while the filter has not converged (its protection level above the alert limit) ...
+    relocalize_unconverged_s: float = 30.0
+    #: ... "distinctly": the best track anywhere stands out by this robust z (unreadable frames: below 4.2, readable
+    #: ones above 4.7 in the calibration drives); unreadable frames never restart the filter.
+    relocalize_min_z: float = 4.5
+    #: Without CameraInfo the camera cannot be checked against the model: estimates from the camera are then never
+    #: trustworthy.
+    require_camera_info: bool = True
 
 
 @dataclass(frozen=True)
@@ -255,6 +333,7 @@ class GeolocConfig:
 
     health: HealthConfig = field(default_factory=HealthConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    integrity: IntegrityConfig = field(default_factory=IntegrityConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     table: TableConfig = field(default_factory=TableConfig)

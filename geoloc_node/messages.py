@@ -294,8 +294,9 @@ def _marker(types, stamp, frame_id, ns, mtype, *, action=MARKER_ADD, position=(0
 def marker_array_fields(types, est, *, frame_id: str = "map", gps_trail=(), estimate_trail=(),
                         tile_size_m: float = 10.0) -> dict:
     """MarkerArray: top-k tiles (cubes, red = best), the 2-sigma covariance ellipse, GPS (green) and estimate (blue)
-    trails and a text label with the state, in the map frame, stamped with the estimate's time. A marker with
-    nothing to show is sent as DELETE (fixed namespaces and ids: RViz replaces, never accumulates)."""
+    trails, the protection level circle (green: trustworthy, orange: not) and a text label with the state and the
+    integrity verdict, in the map frame, stamped with the estimate's time. A marker with nothing to show is sent as
+    DELETE (fixed namespaces and ids: RViz replaces, never accumulates)."""
     stamp = est.stamp
     east, north = float(est.east), float(est.north)
     out = []
@@ -322,9 +323,20 @@ def marker_array_fields(types, est, *, frame_id: str = "map", gps_trail=(), esti
                            action=MARKER_ADD if len(pts) >= 2 else MARKER_DELETE, scale=(0.8, 0.0, 0.0),
                            color=color, points=pts))
 
+    hpl = float(getattr(est, "hpl_m", float("inf")))
+    trusted = bool(getattr(est, "trustworthy", False))
+    ring = ok and math.isfinite(hpl) and hpl > 0.0
+    circle = [_point(types, east + hpl * math.cos(a), north + hpl * math.sin(a))
+              for a in np.linspace(0.0, 2.0 * math.pi, 65)] if ring else []
+    out.append(_marker(types, stamp, frame_id, "protection_level", MARKER_LINE_STRIP,
+                       action=MARKER_ADD if ring else MARKER_DELETE, scale=(0.4, 0.0, 0.0),
+                       color=(0.0, 0.8, 0.3, 0.9) if trusted else (1.0, 0.3, 0.0, 0.9), points=circle))
+
     sigma = major_std_m(cov) if cov is not None else float("nan")  # the one sigma (Estimate.std_m)
     text = (f"{'FALLBACK' if est.fallback_active else 'gps ok'} {getattr(est, 'source', '')} "
-            f"conf {float(getattr(est, 'confidence', float('nan'))):.2f} +-{sigma:.1f} m")
+            f"conf {float(getattr(est, 'confidence', float('nan'))):.2f} +-{sigma:.1f} m "
+            + (f"TRUSTED hpl {hpl:.0f} m" if trusted else
+               f"NOT TRUSTED: {getattr(est, 'integrity', '') or 'no evidence'}"[:90]))
     out.append(_marker(types, stamp, frame_id, "state", MARKER_TEXT_VIEW_FACING,
                        position=(east if math.isfinite(east) else 0.0, north if math.isfinite(north) else 0.0, 8.0),
                        scale=(0.0, 0.0, 4.0), color=(1.0, 1.0, 1.0, 1.0), text=text))
@@ -375,21 +387,29 @@ def localization_diagnostic(status: Mapping, *, lifecycle_state: str = "active",
                             publish_policy: str = "fallback_only", fallback_default: bool = False
                             ) -> tuple[int, str, dict]:
     """(level, message, values) of the "geoloc_node: localization" status from :meth:`Pipeline.status`: OK while GPS
-    is healthy, WARN with the visual fallback active (or when not active), ERROR when GPS is lost without a fallback
-    estimate or configure failed."""
+    is healthy; WARN with the visual fallback active and its estimate trustworthy (with its protection level);
+    ERROR when GPS is lost and the fallback's estimate is not trustworthy (with the integrity monitor's reason), or
+    configure failed."""
     status = dict(status)
     health = status.get("health", {}) if isinstance(status.get("health"), Mapping) else {}
     hstate = str(health.get("state", status.get("health_state", "?")))
     reason = str(health.get("reason", status.get("health_reason", "")))
     fallback = bool(status.get("fallback_active", fallback_default))
+    integrity = status.get("integrity", {}) if isinstance(status.get("integrity"), Mapping) else {}
     if lifecycle_state != "active":
         level = LEVEL_ERROR if last_error else LEVEL_WARN
         message = last_error or f"{lifecycle_state}: not processing (lifecycle: configure, then activate)"
     elif hstate == "HEALTHY":
         level, message = LEVEL_OK, "GPS healthy; fallback idle"
+    elif not fallback:
+        level, message = LEVEL_ERROR, f"GPS {hstate}: {reason}; no fallback estimate"
+    elif integrity.get("trustworthy"):
+        level = LEVEL_WARN
+        message = f"GPS {hstate}: {reason}; visual fallback trusted (protection level {integrity.get('hpl_m')} m)"
     else:
-        level = LEVEL_WARN if fallback else LEVEL_ERROR
-        message = f"GPS {hstate}: {reason}; " + ("visual fallback active" if fallback else "no fallback estimate")
+        level = LEVEL_ERROR
+        message = (f"GPS {hstate}: {reason}; visual fallback NOT trusted: "
+                   f"{integrity.get('reason', 'no estimate yet')}")
     values = {"lifecycle_state": lifecycle_state, "last_error": last_error or "none",
               "publish_policy": publish_policy, **status}
     return level, message, values

@@ -17,6 +17,7 @@ reported, never raised (:mod:`geoloc_node.inputs`, :mod:`geoloc_node.stamps`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -28,9 +29,11 @@ from .config import GeolocConfig
 from .errors import GeolocError
 from .health import HEALTHY, GpsHealthMonitor, HealthChange
 from .inputs import OdometryGate
+from .integrity import IntegrityMonitor
 from .records import CameraFrame, Estimate, GpsFix, InputRejected, Odometry, StateReset
 from .search import TableSearch
 from .stamps import DROP, RESET, StampGate
+from .track_match import TrackFrame, TrackMatcher
 from .tracking import ParticleFilter
 
 __all__ = ["Pipeline", "Estimate", "HealthChange", "InputRejected", "StateReset", "FingerprintMismatchError"]
@@ -58,6 +61,12 @@ class Pipeline:
         self.search = TableSearch(table) if table is not None else None
         self.health = GpsHealthMonitor(config.health)
         self.filter = ParticleFilter(self.search, config.tracking) if self.search is not None else None
+        self.integrity = IntegrityMonitor(config.integrity)
+        ic = config.integrity
+        self.track = TrackMatcher(self.search, length_m=ic.track_length_m, spacing_m=ic.track_spacing_m,
+                                  max_frames=ic.track_max_frames, radius_m=ic.track_radius_m,
+                                  separation_m=ic.alert_limit_m, recent_frames=ic.track_recent_frames) \
+            if self.search is not None else None
         pc = config.pipeline
         self.stamps = StampGate(pc.time_jump_reset_s, pc.time_jump_confirm_messages)
         self.odometry_gate = OdometryGate(pc.odometry_max_speed_mps, pc.odometry_max_yaw_rate_rps,
@@ -70,7 +79,8 @@ class Pipeline:
         self.counts = Counter({k: 0 for k in (
             "frames_received", "frames_processed", "frames_dropped", "frames_skipped_rate", "frames_skipped_healthy",
             "frames_rejected", "frames_outside_table", "gps_fixes", "odometry", "reinitialisations", "cold_starts",
-            "bad_stamps", "duplicate_stamps", "out_of_order_stamps", "stale_stamps", "future_stamps", "time_resets")})
+            "bad_stamps", "duplicate_stamps", "out_of_order_stamps", "stale_stamps", "future_stamps", "time_resets",
+            "frames_gated")})
         self.last_error = ""
         self._reset_state()
 
@@ -107,7 +117,13 @@ class Pipeline:
         self.odometry_gate.reset()
         if self.filter is not None:
             self.filter.reset()
+        self.integrity.reset()  # (what the camera is stays known)
+        if self.track is not None:
+            self.track.reset()
         self._have_odometry = False
+        self._last_odometry: Odometry | None = None
+        self._odometer_m = 0.0
+        self._last_track_check: float | None = None
         self._odometry_frame = self.config.pipeline.odometry_frame_id or None
         self._last_processed: float | None = None
         self._last_output: float | None = None
@@ -129,6 +145,7 @@ class Pipeline:
                 out.append(change)
             if self.health.fix_is_trusted() and self.filter is not None:
                 self._fuse_gps(fix)
+                self.integrity.note_gps(fix.stamp)
                 out.append(self._estimate(fix.stamp, "gps"))
             return out
 
@@ -152,6 +169,8 @@ class Pipeline:
                     self.filter.restart_odometry()
             self.counts["odometry"] += 1
             self._have_odometry = True
+            self._odometer_m += _distance_driven(self._last_odometry, odom, reanchored)
+            self._last_odometry = odom
             self.health.on_odometry(odom)
             change = self.health.tick(odom.stamp)  # GPS silence is noticed on the odometry clock
             if change:
@@ -200,6 +219,12 @@ class Pipeline:
         """Record the time the caller spent turning a message into a record (decode stage of the latency)."""
         with self._lock:
             self._lat["decode"].append(float(ms))
+
+    def note_camera(self, check) -> None:
+        """The camera checked against the model (:func:`geoloc_node.camera_check.check_camera`): a mismatch makes
+        every camera-based estimate untrustworthy."""
+        with self._lock:
+            self.integrity.note_camera(check)
 
     def note_rejected_frame(self, reason: str = "") -> None:
         """Count a frame the caller could not decode (lying data length, bad JPEG, ...)."""
@@ -279,20 +304,30 @@ class Pipeline:
         return [i * 360.0 / k for i in range(k)]
 
     def _visual_update(self, stamp: float, codes: np.ndarray, headings) -> list:
-        f, c = self.filter, self.config
+        f, c, integrity = self.filter, self.config, self.integrity
         t0 = time.perf_counter()
         f.predict_time(stamp)  # 1. bring the particles to the frame's time
         if not f.initialized:  # 2. no prior at all: start from the whole table's best tiles (cold start)
             if not f.init_global(codes, stamp, reason="cold start: global top-k", headings_deg=headings):
                 return []
             self.counts["cold_starts"] += 1
+            self._started_from_table(stamp)
         t1 = time.perf_counter()
-        vu = f.update_visual(codes, c.pipeline.report_topk, headings_deg=headings)  # 3. weigh by the window's tiles
-        t2 = time.perf_counter()
-        if self._divergence_check_due(stamp) and f.check_divergence(codes, vu.best_distance, stamp,
-                                                                    headings_deg=headings):
-            self.counts["reinitialisations"] += 1  # 4. the whole table disagrees, persistently: restart there
-            vu = f.update_visual(codes, c.pipeline.report_topk, headings_deg=headings)
+        vu = f.score_visual(codes, c.pipeline.report_topk, headings_deg=headings)  # 3. the frame's word on each
+        t2 = time.perf_counter()                                                    #    particle, before it moves any
+        used = vu.applied and integrity.admits(stamp, vu)
+        if used:  # 4. weigh the particles, unless the frame contradicts a trusted estimate (an unreadable frame)
+            f.apply_visual(vu)
+        elif vu.applied:
+            self.counts["frames_gated"] += 1
+        if c.tracking.divergence_checks > 0 and self._divergence_check_due(stamp):  # 5. (off by default) now and
+            # then the whole table's best tiles for this frame: persistently elsewhere -> restart there
+            if f.check_divergence(codes, vu.best_distance, stamp, headings_deg=headings):
+                self.counts["reinitialisations"] += 1
+                self._started_from_table(stamp)
+                vu = f.update_visual(codes, c.pipeline.report_topk, headings_deg=headings)
+                used = vu.applied
+        self._check_track(stamp, codes, headings)  # 6. does the recent track match here, and nowhere else?
         t3 = time.perf_counter()
         self._lat["search"].append((t2 - t1) * 1e3)
         self._lat["filter"].append((t1 - t0 + t3 - t2) * 1e3)
@@ -302,7 +337,34 @@ class Pipeline:
         else:
             self.counts["frames_outside_table"] += 1
         single = self._single_frame(codes, headings) if c.pipeline.single_frame_baseline else None
-        return [self._estimate(stamp, "visual" if vu.applied else "odometry", single_frame=single)]
+        return [self._estimate(stamp, "visual" if used else "odometry", single_frame=single)]
+
+    def _started_from_table(self, stamp: float) -> None:
+        """The filter (re)started from the table's best tiles: its heading may have changed, so the kept track (whose
+        panorama codes were rolled by the old heading) starts again, and nothing anchors the estimate."""
+        self.integrity.note_start_from_table(stamp)
+        self.track.reset()
+
+    def _check_track(self, stamp: float, codes: np.ndarray, headings) -> None:
+        """Keep the frame (its code at the filter's heading, where odometry puts it) and, every ``track_check_s``,
+        score the track around the filter for the integrity monitor."""
+        odom = self._last_odometry
+        if odom is None:
+            return  # without odometry the frames cannot be placed along a track: the camera is never confirmed
+        f = self.filter
+        yaw = f.yaw_mean()
+        hypothesis, table_bin = f.code_row_of_yaw(yaw, headings)
+        pose = (odom.x, odom.y, odom.yaw)
+        self.track.add(TrackFrame(stamp, self._odometer_m, pose, np.atleast_2d(codes)[hypothesis].copy(), table_bin))
+        if self._last_track_check is not None and stamp - self._last_track_check < self.config.integrity.track_check_s:
+            return
+        self._last_track_check = stamp
+        mean = f.estimate()[0]
+        self.integrity.note_track(self.track.check(stamp, mean, yaw, pose))
+        if self.fallback_active and self.integrity.should_restart(stamp):  # the filter is at a wrong place
+            self.counts["reinitialisations"] += 1
+            f.reset()  # the next frame starts it from the whole table, at every heading
+            self._started_from_table(stamp)
 
     def _single_frame(self, codes: np.ndarray, headings):
         """The paper's estimate: mean position of the global top-5 tiles (no filter, no prior), with the frame
@@ -315,18 +377,18 @@ class Pipeline:
         return float(e), float(n)
 
     def _estimate(self, stamp: float, source: str, single_frame=None) -> Estimate:
-        t = self.config.tracking
-        mean, cov, yaw, yaw_var = self.filter.estimate()
+        f = self.filter
+        mean, cov, yaw, yaw_var = f.estimate()
+        verdict = self.integrity.assess(stamp, f.p, f.w, mean, cov, gps_trusted=source == "gps")
         lat, lon = self.table.frame.to_latlon(mean[0], mean[1])
-        std = float(math.sqrt(max(np.linalg.eigvalsh(cov).max(), 0.0)))
         self._last_output = stamp
         known_yaw = yaw_var < math.radians(YAW_KNOWN_MAX_STD_DEG) ** 2
-        return Estimate(stamp=stamp, east=float(mean[0]), north=float(mean[1]), cov=cov, lat=float(lat),
-                        lon=float(lon), yaw=float(yaw) if known_yaw else None, source=source,
-                        confidence=float(math.exp(-std / t.confidence_scale_m)),
-                        fallback_active=self.fallback_active, trustworthy=std <= t.trust_max_std_m,
-                        topk=self._last_topk if self.fallback_active else (), yaw_var=float(yaw_var),
-                        single_frame=single_frame)
+        est = Estimate(stamp=stamp, east=float(mean[0]), north=float(mean[1]), cov=verdict.cov, lat=float(lat),
+                       lon=float(lon), yaw=float(yaw) if known_yaw else None, source=source, confidence=0.0,
+                       fallback_active=self.fallback_active, trustworthy=verdict.trustworthy,
+                       topk=self._last_topk if self.fallback_active else (), yaw_var=float(yaw_var),
+                       single_frame=single_frame, hpl_m=verdict.hpl_m, integrity=verdict.reason)
+        return dataclasses.replace(est, confidence=math.exp(-est.std_m / self.config.tracking.confidence_scale_m))
 
     # -- bookkeeping (under the lock) -------------------------------------------------------------------------
     def _admit(self, stream: str, stamp: float, out: list) -> bool:
@@ -380,6 +442,7 @@ class Pipeline:
                 "encoder_mode": getattr(self.encoder, "mode", None),
                 "table": self.table.coverage() if self.table is not None else None,
                 "last_error": self.last_error,
+                "integrity": self.integrity.summary(),
             }
             if self.filter is not None:
                 st["filter"] = {"initialized": self.filter.initialized, "last_init": self.filter.last_init,
@@ -388,6 +451,14 @@ class Pipeline:
                     scale, bias = self.filter.odometry_calibration()
                     st["filter"].update(odometry_scale=round(scale, 4), yaw_rate_bias=round(bias, 5))
             return st
+
+
+def _distance_driven(prev: Odometry | None, odom: Odometry, restarted: bool) -> float:
+    """Metres driven between two odometry records (from the twist when the pose does not move)."""
+    if prev is None or restarted:
+        return 0.0
+    step = math.hypot(odom.x - prev.x, odom.y - prev.y)
+    return step if step > 1e-9 else abs(prev.v) * max(odom.stamp - prev.stamp, 0.0)
 
 
 def load_encoder_and_table(config: GeolocConfig, *, threads: int = 2, cache_dir: str = ""):

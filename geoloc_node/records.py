@@ -63,10 +63,12 @@ class Estimate:
     source: str  # 'gps' | 'visual' | 'odometry'
     confidence: float  # [0, 1]
     fallback_active: bool  # GPS is not trusted; the position comes from vision and odometry
-    trustworthy: bool  # the covariance is small enough to act on
+    trustworthy: bool  # the integrity monitor's verdict: the evidence bounds the error by hpl_m
     topk: tuple = ()  # ((east, north, hamming distance), ...) best tiles of the last visual update
     yaw_var: float | None = None  # rad^2
     single_frame: tuple | None = None  # (east, north) of the paper's single-frame top-5 mean (when asked for)
+    hpl_m: float = float("inf")  # horizontal protection level (m) at the configured integrity risk
+    integrity: str = ""  # why it is trustworthy, or why not (geoloc_node.integrity)
 
     @property
     def std_m(self) -> float:

@@ -53,7 +53,9 @@ class EstimateRow(NamedTuple):
     source: str
     trustworthy: bool
     fallback_active: bool
-    cov: tuple = (math.nan, math.nan, math.nan)  # (east-east, east-north, north-north) m^2
+    cov: tuple = (math.nan, math.nan, math.nan)  # published (east-east, east-north, north-north) m^2
+    hpl_m: float = math.inf  # horizontal protection level (m)
+    integrity: str = ""  # why trustworthy, or why not
 
 
 class Position(NamedTuple):
@@ -111,7 +113,8 @@ class ReplayResult:
 def estimate_row(est: Estimate) -> EstimateRow:
     c = est.cov
     return EstimateRow(est.stamp, est.east, est.north, est.std_m, est.source, bool(est.trustworthy),
-                       bool(est.fallback_active), (float(c[0][0]), float(c[0][1]), float(c[1][1])))
+                       bool(est.fallback_active), (float(c[0][0]), float(c[0][1]), float(c[1][1])), float(est.hpl_m),
+                       est.integrity)
 
 
 # -- writing ---------------------------------------------------------------------------------------------------

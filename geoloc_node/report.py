@@ -133,8 +133,63 @@ def compute_metrics(res) -> dict:
         "availability": _availability(res.estimates, spans),
         "time_to_first_visual_s": ttff, "end_of_outage": ends,
     }
+    m["integrity"] = integrity_metrics(res.estimates, truth, spans)
     m["health"] = _health_metrics(res, truth, list(res.outages), scripted)
     return m
+
+
+#: chi-square quantile of 2 degrees of freedom at 0.95: the 95 % ellipse is e' C^-1 e <= this
+CHI2_2DOF_95 = 5.991
+#: an error above this (m) is hazardous when the estimate was published as trustworthy, whatever its HPL said
+HAZARD_ERROR_M = 25.0
+
+
+def integrity_metrics(estimates, truth, spans) -> dict:
+    """How honest the trustworthy flag, the protection level and the covariance were inside ``spans``.
+
+    * ``hazardous``: trustworthy estimates with an error above their HPL or above ``HAZARD_ERROR_M``;
+    * ``hpl_exceeded``: trustworthy estimates with an error above their HPL;
+    * ``coverage95``: share of trustworthy estimates whose error lies inside their own 95 % covariance ellipse
+      (ideal 0.95); ``nees_mean``: mean normalised estimation error squared e' C^-1 e (ideal 2 for 2 dof);
+    * ``not_trusted_reasons``: how many untrustworthy estimates gave each reason (its text up to the first number).
+    """
+    rows, reasons = [], {}
+    for s in estimates:
+        if not _inside(s.stamp, spans):
+            continue
+        p = truth.at(s.stamp)
+        if p is None:
+            continue
+        e = np.array([s.east - p[0], s.north - p[1]])
+        err = float(np.hypot(*e))
+        cee, cen, cnn = s.cov
+        det = cee * cnn - cen * cen
+        nees = float((cnn * e[0] ** 2 - 2 * cen * e[0] * e[1] + cee * e[1] ** 2) / det) if det > 0 else math.inf
+        rows.append((s.trustworthy, err, s.hpl_m, nees))
+        if not s.trustworthy:
+            key = _reason_key(s.integrity)
+            reasons[key] = reasons.get(key, 0) + 1
+    trusted = [r for r in rows if r[0]]
+    t_err = np.array([r[1] for r in trusted]) if trusted else np.zeros(0)
+    t_hpl = np.array([r[2] for r in trusted]) if trusted else np.zeros(0)
+    nees = np.array([r[3] for r in trusted]) if trusted else np.zeros(0)
+    return {
+        "estimates": len(rows), "trustworthy": len(trusted),
+        "hazardous": int(np.sum((t_err > t_hpl) | (t_err > HAZARD_ERROR_M))),
+        "hpl_exceeded": int(np.sum(t_err > t_hpl)),
+        "coverage95": round(float(np.mean(nees <= CHI2_2DOF_95)), 4) if trusted else None,
+        "nees_mean": round(float(np.mean(nees)), 3) if trusted else None,
+        "hpl_median_m": round(float(np.median(t_hpl)), 2) if trusted else None,
+        "trusted_error": _stats(t_err),
+        "not_trusted_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+    }
+
+
+def _reason_key(text: str) -> str:
+    """A reason without its numbers, to count reasons of one kind together."""
+    import re
+
+    return re.split(r"[0-9(]", text or "none", maxsplit=1)[0].strip(" :;,") or "none"
 
 
 def _availability(estimates, spans) -> float | None:

@@ -313,7 +313,7 @@ class Session:
             changed = self.camera is None or self.camera != check
             self.camera = check
         pipeline = self.pipeline
-        if pipeline is not None and hasattr(pipeline, "note_camera"):
+        if pipeline is not None:
             pipeline.note_camera(check)
         if changed and not check.ok:
             self._problem("camera_model_mismatch", f"camera does not match the model: {check.detail}")

@@ -44,6 +44,19 @@ def image(frame):
                                       is_bigendian=0, step=w * 3, data=img.reshape(-1).copy())
 
 
+def camera_info(stamp, w, h, panorama=True, hfov_deg=90.0):
+    """CameraInfo as a camera driver publishes it: a 360 degree equirectangular panorama (as our drives write it) or
+    a pinhole camera of ``hfov_deg``."""
+    fx = w / (2 * math.pi) if panorama else (w / 2) / math.tan(math.radians(hfov_deg) / 2)
+    k = np.array([fx, 0.0, w / 2, 0.0, fx, h / 2, 0.0, 0.0, 1.0])
+    roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    return T["sensor_msgs/msg/CameraInfo"](
+        header=_header(stamp, "camera"), height=h, width=w,
+        distortion_model="equirectangular" if panorama else "plumb_bob", d=np.zeros(0 if panorama else 5), k=k,
+        r=np.eye(3).ravel(), p=np.array([fx, 0.0, w / 2, 0.0, 0.0, fx, h / 2, 0.0, 0.0, 0.0, 1.0, 0.0]),
+        binning_x=0, binning_y=0, roi=roi)
+
+
 def write_bag(path, items, storage="mcap", extra_topics=()):
     """items: (stamp, topic, msgtype, msg); extra_topics: (topic, msgtype) registered without messages."""
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
@@ -69,6 +82,8 @@ def drive_items(events, frame, truth_fn, t_base=1000.0, truth_rate=10.0):
             items.append((stamp, "/odom", "nav_msgs/msg/Odometry", odometry(rec)))
         else:
             items.append((stamp, "/camera/image_raw", "sensor_msgs/msg/Image", image(rec)))
+            h, w = rec.image.shape[:2]
+            items.append((stamp, "/camera/camera_info", "sensor_msgs/msg/CameraInfo", camera_info(stamp, w, h)))
     last = max(e[0] for e in events)
     for i in range(int((last - t_base) * truth_rate)):
         t = i / truth_rate

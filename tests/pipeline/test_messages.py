@@ -134,8 +134,8 @@ def test_output_messages_serialise_with_rosbags():
         back = TS.deserialize_cdr(TS.serialize_cdr(msg, name), name)
         assert back is not None
     assert [m.ns for m in marker_array_fields(types, est)["markers"]] == [
-        "topk_tiles", "covariance", "gps_trail", "estimate_trail", "state"]
-    assert status.level == 1 and status.message == "GPS LOST: x; visual fallback active"
+        "topk_tiles", "covariance", "gps_trail", "estimate_trail", "protection_level", "state"]
+    assert status.level == 2 and status.message == "GPS LOST: x; visual fallback NOT trusted: no estimate yet"
 
 
 def _est(**kw):

@@ -57,10 +57,12 @@ def test_cold_start_without_gps_from_global_topk(world, table):
     assert all(o.source in ("visual", "odometry") for o in out if isinstance(o, Estimate))
 
 
-def test_kidnapped_filter_detects_divergence_and_reinitialises(world, table):
+@pytest.mark.parametrize("divergence_checks", [0, 3])  # 0: the integrity monitor's track check restarts it
+def test_kidnapped_filter_detects_divergence_and_reinitialises(world, table, divergence_checks):
     drive = Drive(duration_s=80.0, seed=5)
     events = drive.events(table.frame, outages=[(10.0, 80.0)])
-    p = Pipeline(CFG, FakeOracleEncoder(world, flip_prob=0.1), table)
+    cfg = GeolocConfig.from_flat({"tracking.divergence_checks": divergence_checks}, base=CFG)
+    p = Pipeline(cfg, FakeOracleEncoder(world, flip_prob=0.1), table)
     feed(p, [ev for ev in events if ev[0] < 1020.0])
     p.filter.init_gaussian(-250.0, 250.0, np.eye(2) * 25.0, 1020.0, reason="test: kidnapped")  # far from the truth
     out = feed(p, [ev for ev in events if ev[0] >= 1020.0])

