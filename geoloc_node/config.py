@@ -158,7 +158,7 @@ class IntegrityConfig:
     #: ``gate_hold_s`` ago (an unreadable frame: the position dead-reckons on odometry instead) ...
     frame_gate: float = 0.0
     #: ... (see ``frame_gate``).
-    gate_hold_s: float = 30.0
+    gate_hold_s: float = 60.0
     #: Visual confirmation older than this (s) no longer counts (no frame, or frames outside the table).
     evidence_max_age_s: float = 10.0
     #: Track check (geoloc_node.track_match): the frames of the last this-many metres of driving ...
@@ -195,9 +195,9 @@ class IntegrityConfig:
     relocalize_after_s: float = 5.0
     #: ... or this long (s) while the filter has not converged (its protection level above the alert limit) ...
     relocalize_unconverged_s: float = 30.0
-    #: ... "distinctly": the best track anywhere stands out by this robust z (unreadable frames: below 4.2, readable
-    #: ones above 4.7 in the calibration drives); unreadable frames never restart the filter.
-    relocalize_min_z: float = 4.5
+    #: ... "distinctly": the best track anywhere stands out by this robust z (unreadable frames: up to 4.7, readable
+    #: ones mostly above 5 in the calibration drives); unreadable frames never restart the filter.
+    relocalize_min_z: float = 5.0
     #: Without CameraInfo the camera cannot be checked against the model: estimates from the camera are then never
     #: trustworthy.
     require_camera_info: bool = True

@@ -70,8 +70,9 @@ class TrackMatcher:
         self.frames.clear()
 
     def add(self, frame: TrackFrame) -> None:
-        """Keep a frame (replacing the newest when it is closer than ``spacing_m`` of driving to it)."""
-        if self.frames and frame.odometer_m - self.frames[-1].odometer_m < self.spacing_m:
+        """Keep a frame: the newest frame is always kept, and replaces the previous newest when that one lies closer
+        than ``spacing_m`` of driving to the frame before it (a slow or stopped vehicle keeps its track)."""
+        if len(self.frames) >= 2 and frame.odometer_m - self.frames[-2].odometer_m < self.spacing_m:
             self.frames.pop()
         self.frames.append(frame)
         while len(self.frames) > 2 and frame.odometer_m - self.frames[1].odometer_m >= self.length_m:

@@ -1,0 +1,183 @@
+"""The integrity monitor's decisions on constructed cases: each cause of distrust, the anchor, the hysteresis, the
+frame gate, the restart, and the protection level."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from geoloc_node.camera_check import CameraCheck
+from geoloc_node.config import IntegrityConfig
+from geoloc_node.integrity import IntegrityMonitor, protection_factor
+from geoloc_node.track_match import TrackVerdict
+
+CFG = IntegrityConfig()
+GOOD_CAMERA = CameraCheck(True, True, "panorama camera 512x128, 360 degrees")
+rng = np.random.default_rng(0)
+TIGHT = rng.normal(0.0, 1.0, (500, 2))  # a converged cloud: sigma 1 m
+WEIGHTS = np.full(500, 1 / 500)
+
+
+def verdict(stamp, **kw) -> TrackVerdict:
+    good = dict(frames=20, length_m=60.0, margin_bits=15.0, z=7.0, alternative_en=(300.0, 0.0), best_z=7.0,
+                recent_margin_bits=12.0, recent_z=5.0, newest_z=5.0, first_stamp=stamp - 8.0)
+    good.update(kw)
+    return TrackVerdict(stamp=stamp, **good)
+
+
+def frame(lbf=2.5, distinct=5.0):
+    return SimpleNamespace(log_bayes_factor=lbf, distinctness=distinct)
+
+
+def monitor(camera=GOOD_CAMERA, config=CFG) -> IntegrityMonitor:
+    m = IntegrityMonitor(config)
+    if camera is not None:
+        m.note_camera(camera)
+    return m
+
+
+def assess(m, stamp, particles=TIGHT, gps=False):
+    mean = particles.mean(axis=0)
+    cov = np.cov(particles.T)
+    return m.assess(stamp, particles, WEIGHTS, mean, cov, gps_trusted=gps)
+
+
+def confirmed(m, stamp=100.0) -> float:
+    """Feed good frames and passing track checks until the camera confirms the position; returns the time."""
+    for i in range(CFG.track_confirmations + 1):
+        t = stamp + 0.5 * i
+        m.admits(t, frame())
+        m.note_track(verdict(t))
+    return t
+
+
+def test_a_confirmed_track_is_trustworthy_with_a_protection_level():
+    m = monitor()
+    t = confirmed(m)
+    v = assess(m, t)
+    assert v.trustworthy and "camera track confirms" in v.reason
+    sigma = math.sqrt(np.linalg.eigvalsh(v.cov).max())
+    assert v.hpl_m == pytest.approx(max(protection_factor(CFG.integrity_risk) * sigma, v.hpl_m), rel=1e-9)
+    assert protection_factor(1e-3) == pytest.approx(3.717, abs=1e-3)
+
+
+@pytest.mark.parametrize("camera,text", [
+    (CameraCheck(False, True, "the model expects a 360 degree panorama"), "camera does not match the model"),
+    (None, "no CameraInfo"),
+])
+def test_the_camera_must_be_the_models(camera, text):
+    m = monitor(camera=camera)
+    t = confirmed(m)
+    v = assess(m, t)
+    assert not v.trustworthy and text in v.reason
+
+
+def test_without_camera_info_when_not_required():
+    m = monitor(camera=None, config=IntegrityConfig(require_camera_info=False))
+    assert assess(m, confirmed(m)).trustworthy
+
+
+def test_a_wide_cloud_is_not_converged():
+    m = monitor()
+    t = confirmed(m)
+    v = assess(m, t, particles=rng.normal(0.0, 20.0, (500, 2)))
+    assert not v.trustworthy and "protection level" in v.reason and v.hpl_m > CFG.alert_limit_m
+
+
+def test_a_second_mode_widens_the_protection_level():
+    m = monitor()
+    t = confirmed(m)
+    two = TIGHT.copy()
+    two[:10] += [400.0, 0.0]  # 2 % of the weight 400 m away
+    assert assess(m, t, particles=two).hpl_m > 300.0
+
+
+def test_a_trusted_gps_fix_anchors_dead_reckoning_for_a_while():
+    m = monitor()
+    m.note_gps(50.0)
+    assert assess(m, 50.0 + CFG.gps_anchor_s - 0.1).trustworthy
+    v = assess(m, 50.0 + CFG.gps_anchor_s + 0.1)
+    assert not v.trustworthy and "no visual confirmation" in v.reason
+
+
+@pytest.mark.parametrize("change,text", [
+    (dict(margin_bits=0.5), "ambiguous"),
+    (dict(z=2.0), "does not stand out from chance"),
+    (dict(recent_margin_bits=-8.0), "newest frames"),
+    (dict(newest_z=1.5), "newest frames"),
+    (dict(length_m=12.0), "confirming the camera's track"),
+])
+def test_each_track_failure_withdraws_trust(change, text):
+    m = monitor()
+    t = confirmed(m) + 0.5
+    m.admits(t, frame())
+    m.note_track(verdict(t, **change))
+    v = assess(m, t)
+    assert not v.trustworthy and text in v.reason
+
+
+def test_frames_that_do_not_confirm_withdraw_trust():
+    m = monitor()
+    t = confirmed(m)
+    for i in range(4):
+        m.admits(t + 0.5 * (i + 1), frame(lbf=-1.0))
+    v = assess(m, t + 2.0)
+    assert not v.trustworthy and "camera frames do not confirm" in v.reason
+
+
+def test_an_old_confirmation_expires():
+    m = monitor()
+    t = confirmed(m)
+    v = assess(m, t + CFG.evidence_max_age_s + 1.0)
+    assert not v.trustworthy and "no camera frame confirmed" in v.reason
+
+
+def test_trust_returns_only_after_strict_checks_in_a_row():
+    """After a failure, checks that merely pass the lenient threshold (the newest frames ambiguous: a kidnapped
+    vehicle's) do not restore trust; checks where the newest frames prefer the filter's place do, after N of them."""
+    m = monitor()
+    t = confirmed(m)
+    assert assess(m, t).trustworthy
+    m.note_track(verdict(t + 0.5, recent_margin_bits=-8.0))
+    for i in range(5):  # lenient passes only
+        m.admits(t + 1 + i, frame())
+        m.note_track(verdict(t + 1 + i, recent_margin_bits=-1.0))
+        assert not assess(m, t + 1 + i).trustworthy
+    for i in range(CFG.track_confirmations):
+        s = t + 7 + i
+        m.admits(s, frame())
+        m.note_track(verdict(s))
+        assert assess(m, s).trustworthy == (i == CFG.track_confirmations - 1)
+
+
+def test_the_gate_keeps_contradicting_frames_off_a_trusted_estimate():
+    m = monitor()
+    t = confirmed(m)
+    assess(m, t)  # trusted: locked for gate_hold_s
+    assert not m.admits(t + 0.5, frame(lbf=-2.0)) and m.frames_gated == 1
+    assert m.admits(t + 1.0, frame(lbf=1.0))
+    assert m.admits(t + CFG.gate_hold_s + 1.0, frame(lbf=-2.0))  # the lock has expired
+    m.note_start_from_table(t + 40.0)
+    assess(m, t + 40.0)
+    assert m.admits(t + 40.5, frame(lbf=-2.0))  # a restarted filter takes every frame
+
+
+def test_restart_only_for_a_wrong_place_on_readable_frames():
+    m = monitor()
+    t = confirmed(m)
+    assess(m, t)
+    wrong = dict(z=1.0, margin_bits=-20.0, best_z=6.0, recent_margin_bits=-20.0)
+    m.note_track(verdict(t + 1.0, **wrong))  # contradicted at t + 1: older frames may vouch for the old place
+    assess(m, t + 1.0)
+    s = t + 1.0 + CFG.relocalize_after_s + 0.5
+    m.note_track(verdict(s, **{**wrong, "first_stamp": t}))
+    assert not m.should_restart(s)  # the track still holds frames from before the contradiction
+    m.note_track(verdict(s, **{**wrong, "first_stamp": t + 2.0}))
+    assert m.should_restart(s)
+    m.note_track(verdict(s, **{**wrong, "first_stamp": t + 2.0, "best_z": 3.0}))
+    assert not m.should_restart(s)  # unreadable frames: no place stands out, dead-reckon instead
+    m.note_track(verdict(s, **{**wrong, "first_stamp": t + 2.0, "z": 6.0}))
+    assert not m.should_restart(s)  # the filter's place stands out too: ambiguity, not a wrong place
