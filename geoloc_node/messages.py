@@ -156,14 +156,18 @@ def _new(types, name: str, **fields):
 
 def time_msg(types, stamp):
     """Float seconds (or anything with ``sec``/``nanosec``) -> builtin_interfaces/Time, rounded to the nanosecond,
-    never negative."""
+    never negative nor past what its int32 seconds hold."""
     if hasattr(stamp, "sec") and hasattr(stamp, "nanosec"):
         ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
     else:
         s = float(stamp)
         ns = int(round(s * 1e9)) if math.isfinite(s) else 0
-    ns = max(ns, 0)
+    ns = min(max(ns, 0), MAX_TIME_NS)  # builtin_interfaces/Time.sec is an int32
     return types("builtin_interfaces/msg/Time")(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+#: The latest time builtin_interfaces/Time can hold (its ``sec`` is an int32).
+MAX_TIME_NS = (2**31 - 1) * 1_000_000_000 + 999_999_999
 
 
 def header_msg(types, stamp, frame_id: str):

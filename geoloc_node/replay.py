@@ -297,6 +297,11 @@ class Recorder:
 
     def close(self, wall_s: float) -> ReplayResult:
         res = self.result
+        if res.last_stamp is not None and self._last_diag != res.last_stamp:
+            try:  # the bag ends with the final status, also when the replay was interrupted part way
+                self._write([self.session.diagnostics(res.last_stamp)])
+            except Exception:  # noqa: BLE001 - never lose the bag over its last status
+                pass
         self.writer.close()
         self.pipeline.close()
         res.wall_s = wall_s

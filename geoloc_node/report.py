@@ -305,6 +305,12 @@ def summary_text(res, m) -> str:
                 lines.append(f"{name:<24}{s['median_m']:>10.1f}{s['p95_m']:>10.1f}{s['max_m']:>10.1f}")
         lines.append(f"availability {io['availability']}, end-of-outage p95 ratio (odometry/filter) "
                      f"{io['end_of_outage'].get('p95_ratio')}")
+        g = m.get("integrity", {})
+        lines.append(f"integrity: {g.get('trustworthy')} of {g.get('estimates')} estimates trustworthy, "
+                     f"{g.get('hazardous')} hazardous (error above its protection level or 25 m), 95 % ellipse "
+                     f"coverage {g.get('coverage95')}, NEES {g.get('nees_mean')}")
+    elif res.topics.camera is None:
+        lines.append("no camera in this bag: only the GPS health monitor ran (no position to score)")
     h = m.get("health", {})
     lines.append(f"GPS health: {len(h.get('transitions', []))} transitions, final {h.get('final', {}).get('state')}"
                  f" ({h.get('final', {}).get('reason')})")
@@ -338,6 +344,8 @@ def _default(o):
 
 
 def _plot(res, m, path: Path, aerial, table):
+    """Three panels: the trajectory over the aerial image; the error over time with the outage and the GPS health;
+    the error against the published 95 % radius and the protection level (trustworthy estimates)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -345,58 +353,100 @@ def _plot(res, m, path: Path, aerial, table):
 
     t0 = res.first_stamp or 0.0
     spans = [(a, b) for a, b in zip(*[iter([x for s in m["evaluation_spans_s"] for x in s])] * 2)]
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(15, 7), gridspec_kw={"width_ratios": [1.1, 1]})
+    fig, (ax, ax2, ax3) = plt.subplots(1, 3, figsize=(21, 7), gridspec_kw={"width_ratios": [1.1, 1, 1]})
     if aerial and table is not None:
         _draw_aerial(ax, aerial, table)
-    tr = np.array(sorted(res.truth)) if res.truth else np.zeros((0, 3))
-    if len(tr):
-        ax.plot(tr[:, 1], tr[:, 2], "-", color="k", lw=1.2, label="truth")
-        ins = np.array([_inside(t - t0, spans) for t in tr[:, 0]])
-        if ins.any():
-            ax.plot(np.where(ins, tr[:, 1], np.nan), np.where(ins, tr[:, 2], np.nan), "-", color="orange", lw=4,
-                    alpha=0.5, label="outage (truth)")
-    g = np.array([(x.east, x.north, x.trusted, x.dropped) for x in res.gps]) if res.gps else np.zeros((0, 4))
-    if len(g):
-        ax.plot(g[g[:, 3] == 0, 0], g[g[:, 3] == 0, 1], ".", ms=2, color="tab:blue", alpha=0.5, label="GPS")
-    for src, col in (("visual", "tab:green"), ("odometry", "tab:olive"), ("gps", "tab:cyan")):
-        e = np.array([(x.east, x.north) for x in res.estimates if x.source == src and x.fallback_active])
-        if len(e):
-            ax.plot(e[:, 0], e[:, 1], ".", ms=2, color=col, label=f"estimate ({src}, fallback)")
-    od = np.array([(x.stamp, x.east, x.north) for x in res.odometry_only]) if res.odometry_only else np.zeros((0, 3))
-    if len(od):
-        ins = np.array([_inside(t - t0, spans) for t in od[:, 0]])
-        ax.plot(np.where(ins, od[:, 1], np.nan), np.where(ins, od[:, 2], np.nan), "--", color="tab:red", lw=1,
-                label="odometry alone")
-    ax.set_aspect("equal", adjustable="datalim")
-    ax.set_xlabel("east (m)")
-    ax.set_ylabel("north (m)")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="best", fontsize=7, markerscale=4)
-    ax.set_title("trajectory (local ENU of the region table)")
+    _plot_trajectory(ax, res, spans, t0)
     truth = _Truth(res.truth)
+    if res.topics.camera is None:
+        ax2.text(0.5, 0.5, "no camera in this bag:\nonly the GPS health monitor ran", ha="center", va="center",
+                 transform=ax2.transAxes)
     for data, style, label in ((res.estimates, "-", "filter"), (res.single_frame, ".", "single frame (paper)"),
                                (res.odometry_only, "--", "odometry alone")):
         e = _errors(data, truth)
         if e:
             a = np.array(e)
             ax2.plot(a[:, 0] - t0, a[:, 1], style, ms=2, lw=1, label=label)
-    for a, b in spans:
-        ax2.axvspan(a, b, color="orange", alpha=0.15)
-    for s, st, _ in res.health:
-        ax2.axvline(s - t0, color={"HEALTHY": "g", "DEGRADED": "y", "LOST": "r"}.get(st, "k"), lw=0.6, alpha=0.6)
-    ax2.set_yscale("symlog", linthresh=10)
-    ax2.set_ylim(bottom=0)
+    for k, (a, b) in enumerate(spans):
+        ax2.axvspan(a, b, color="orange", alpha=0.15, label="evaluated span (GPS outage)" if k == 0 else None)
+    shown = set()
+    for s_, st, _ in res.health:
+        ax2.axvline(s_ - t0, color={"HEALTHY": "g", "DEGRADED": "y", "LOST": "r"}.get(st, "k"), lw=0.8, alpha=0.7,
+                    label=None if st in shown else f"GPS health -> {st}")
+        shown.add(st)
+    errs = [e for _, e in _errors(res.estimates, truth)]
+    top = max(25.0, float(np.percentile(errs, 99)) * 1.1) if errs else 25.0
+    ax2.set_ylim(0, top)  # linear: the interesting errors are metres, not decades
     ax2.set_xlabel("time from bag start (s)")
     ax2.set_ylabel("error (m)")
     io = m.get("inside_outage", {}).get("filter", {})
-    ax2.set_title(f"error; inside outage median {io.get('median_m')} m, p95 {io.get('p95_m')} m "
-                  "(shaded: outage; lines: GPS health)", fontsize=9)
+    ax2.set_title("error" + (f"; inside the span median {io['median_m']} m, p95 {io['p95_m']} m" if io.get("n")
+                             else ": no position estimate to score"), fontsize=9)
     if ax2.get_legend_handles_labels()[0]:
-        ax2.legend(fontsize=8)
+        ax2.legend(fontsize=7, loc="upper left")
+    _plot_uncertainty(ax3, res, truth, t0, top)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _plot_trajectory(ax, res, spans, t0) -> None:
+    tr = np.array(sorted(res.truth)) if res.truth else np.zeros((0, 3))
+    if len(tr):
+        ins = np.array([_inside(t - t0, spans) for t in tr[:, 0]])
+        if ins.any():
+            ax.plot(np.where(ins, tr[:, 1], np.nan), np.where(ins, tr[:, 2], np.nan), "-", color="orange", lw=5,
+                    alpha=0.35, label="truth inside the span", zorder=1)
+        ax.plot(tr[:, 1], tr[:, 2], "-", color="k", lw=1.0, label="truth", zorder=2)
+    g = np.array([(x.east, x.north, x.trusted, x.dropped) for x in res.gps]) if res.gps else np.zeros((0, 4))
+    if len(g):
+        ax.plot(g[g[:, 3] == 0, 0], g[g[:, 3] == 0, 1], ".", ms=2, color="tab:blue", alpha=0.5, label="GPS", zorder=3)
+    od = np.array([(x.stamp, x.east, x.north) for x in res.odometry_only]) if res.odometry_only else np.zeros((0, 3))
+    if len(od):
+        ins = np.array([_inside(t - t0, spans) for t in od[:, 0]])
+        ax.plot(np.where(ins, od[:, 1], np.nan), np.where(ins, od[:, 2], np.nan), "--", color="tab:red", lw=1,
+                label="odometry alone", zorder=3)
+    for trusted, col, name in ((True, "tab:green", "trustworthy"), (False, "tab:purple", "not trustworthy")):
+        e = np.array([(x.east, x.north) for x in res.estimates if x.fallback_active and x.trustworthy == trusted])
+        if len(e):  # drawn above the truth and the outage band
+            ax.plot(e[:, 0], e[:, 1], ".", ms=2.5, color=col, label=f"estimate, fallback, {name}", zorder=5)
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel("east (m)")
+    ax.set_ylabel("north (m)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize=7, markerscale=4)
+    ax.set_title("trajectory (local ENU of the region table)")
+
+
+def _plot_uncertainty(ax, res, truth, t0, top) -> None:
+    """The error against the uncertainty published with it: the 95 % radius of the covariance (2.45 sigma) and the
+    protection level. A trustworthy estimate above its protection level is hazardous (red)."""
+    rows = []
+    for s in res.estimates:
+        p = truth.at(s.stamp)
+        if p is not None and s.fallback_active:
+            rows.append((s.stamp - t0, math.hypot(s.east - p[0], s.north - p[1]), 2.45 * s.std_m, s.hpl_m,
+                         s.trustworthy))
+    if not rows:
+        ax.text(0.5, 0.5, "no fallback estimate with ground truth", ha="center", va="center", transform=ax.transAxes)
+        return
+    a = np.array(rows, dtype=np.float64)
+    gaps = np.flatnonzero(np.diff(a[:, 0]) > 1.0)  # no line across the time GPS was healthy
+    a = np.insert(a, gaps + 1, np.nan, axis=0)
+    trusted = a[:, 4] > 0
+    ax.plot(a[:, 0], a[:, 1], "-", color="k", lw=1, label="actual error")
+    ax.plot(a[:, 0], a[:, 2], "-", color="tab:blue", lw=1, label="predicted 95 % radius (2.45 sigma)")
+    ax.plot(a[:, 0], np.where(trusted, a[:, 3], np.nan), "-", color="tab:green", lw=1.2,
+            label="protection level (trustworthy)")
+    bad = trusted & ((a[:, 1] > a[:, 3]) | (a[:, 1] > HAZARD_ERROR_M))
+    if bad.any():
+        ax.plot(a[bad, 0], a[bad, 1], "x", color="red", label="hazardous (trustworthy, error above its HPL)")
+    ax.set_ylim(0, top)
+    ax.set_xlabel("time from bag start (s)")
+    ax.set_ylabel("metres")
+    ax.set_title("error against the uncertainty published with it (fallback estimates)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
 
 
 def _draw_aerial(ax, aerial, table):

@@ -26,8 +26,8 @@ from geoloc_node.ros.bagplay import BagPlayer
 from .helpers import make_node
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
-pfakes = pytest.importorskip("fakes")  # tests/pipeline/fakes.py
-bagtools = pytest.importorskip("bagtools")
+import bagtools  # noqa: E402  (tests/pipeline: a broken helper must fail here, not skip)
+import fakes as pfakes  # noqa: E402
 
 T0 = 1000.0
 OUTAGE = (12.0, 24.0)  # seconds of drive time
