@@ -64,7 +64,7 @@ def run_demo(out_dir, seed: int = DEFAULT_SEED, size_m: float = DEFAULT_SIZE_M, 
     from .report import compute_metrics, write_report
 
     try:
-        from .synth.drive import DriveConfig, record_drive
+        from .synth.drive import DriveConfig
         from .synth.world import WorldConfig, make_world
     except ImportError as exc:
         raise GeolocError(f"the synthetic world is not available ({exc})") from None
@@ -99,26 +99,9 @@ def run_demo(out_dir, seed: int = DEFAULT_SEED, size_m: float = DEFAULT_SIZE_M, 
     t = time.perf_counter()
     log(f"[3/4] drive: {duration_s:g} s, {camera} camera, GPS outage {outage[0]:g}-{outage[1]:g} s")
     bag = out / "drive"
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=int(duration_s * DEMO_IMAGE_RATE_HZ), unit="frame", desc="drive", file=sys.stderr,
-                   mininterval=0.5)
-
-    def tick(done, total):
-        if bar is not None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-
-    try:
-        record_drive(world, bag, DriveConfig(duration_s=duration_s, seed=seed, camera=camera,
-                                             image_rate_hz=DEMO_IMAGE_RATE_HZ,
-                                             gps_faults=[("outage", outage[0], outage[1])]), progress=tick)
-    finally:
-        if bar is not None:
-            bar.close()
+    _record_demo_drive(world, bag, DriveConfig(duration_s=duration_s, seed=seed, camera=camera,
+                                               image_rate_hz=DEMO_IMAGE_RATE_HZ,
+                                               gps_faults=[("outage", outage[0], outage[1])]), progress)
     timings["drive"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -138,6 +121,22 @@ def run_demo(out_dir, seed: int = DEFAULT_SEED, size_m: float = DEFAULT_SIZE_M, 
         "out_dir": str(out), "seed": seed, "world_size_m": size_m, "outage_s": list(outage), "camera": camera,
         "model": str(model), "backend": encoder.backend, "evaluation_spans_s": m["evaluation_spans_s"],
     }
+
+
+def _record_demo_drive(world, bag, config, progress: bool) -> None:
+    from .progress import progress_bar
+    from .synth.drive import record_drive
+
+    bar = progress_bar(int(config.duration_s * DEMO_IMAGE_RATE_HZ), enabled=progress, unit="frame", desc="drive")
+
+    def tick(done, total):
+        bar.total, bar.n = total, done
+        bar.refresh()
+
+    try:
+        record_drive(world, bag, config, progress=tick)
+    finally:
+        bar.close()
 
 
 def format_table(r: dict) -> str:

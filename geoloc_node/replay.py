@@ -31,6 +31,7 @@ from .geodesy import LocalFrame
 from .health import HealthChange
 from .messages import gps_from_msg
 from .pipeline import Estimate, Pipeline
+from .progress import progress_bar
 from .records import StateReset
 from .session import DIAGNOSTICS_TOPIC, DIAGNOSTICS_TYPE, NODE_NAME, OUTPUT_TYPES, Session, output_topic
 from .signals import stop_signals_interrupt
@@ -327,7 +328,7 @@ def replay(bag, out_dir, config: GeolocConfig, encoder=None, table=None, outages
     except BaseException:
         source.close()
         raise
-    bar = _progress_bar(progress, source.count())
+    bar = progress_bar(source.count(), enabled=progress, unit="msg", desc="replay", mininterval=0.5)
     try:
         with stop_signals_interrupt():  # SIGTERM and SIGHUP close the outputs as Ctrl-C does
             for stamp, kind, msg in source.in_stamp_order(reorder_s, recorder.skipped):  # 3. feed in stamp order
@@ -343,25 +344,6 @@ def replay(bag, out_dir, config: GeolocConfig, encoder=None, table=None, outages
         source.close()
         res = recorder.close(time.perf_counter() - t_wall)
     return res
-
-
-def _progress_bar(enabled: bool, total: int):
-    """A tqdm bar on a terminal; a no-op elsewhere (a log file would get a thousand redraws)."""
-    import sys
-
-    if enabled and sys.stderr.isatty():
-        from tqdm import tqdm
-
-        return tqdm(total=total, unit="msg", desc="replay", file=sys.stderr, mininterval=0.5)
-
-    class _Quiet:
-        def update(self, n=1):
-            pass
-
-        def close(self):
-            pass
-
-    return _Quiet()
 
 
 def _scripted_faults(bag: Path) -> list:

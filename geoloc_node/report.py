@@ -263,6 +263,13 @@ def _health_metrics(res, truth: _Truth, injected, scripted=()) -> dict:
     out["false_lost_per_hour"] = round(false_lost / good_h, 2) if good_h > 0 else None
     out["good_gps_hours"] = round(good_h, 4)
 
+    out["detection_delay_s"] = _detection_delays(hs, t0, first_healthy, scripted, injected, grid, bad_flags)
+    return out
+
+
+def _detection_delays(hs, t0, first_healthy, scripted, injected, grid, bad_flags) -> list:
+    """Per bad-GPS episode (scripted, injected, or from the labels): seconds until the monitor left HEALTHY."""
+
     def delay(start):
         """Seconds from ``start`` to the monitor leaving HEALTHY (0 if it already had), None if it never did."""
         st_at = "HEALTHY"
@@ -275,19 +282,16 @@ def _health_metrics(res, truth: _Truth, injected, scripted=()) -> dict:
         return None if det is None else round(det - start, 2)
 
     if scripted or injected:
-        out["detection_delay_s"] = [{"kind": k, "start_s": round(a - t0, 2), "delay_s": delay(a)}
-                                    for k, a, b in list(scripted) + [("injected outage", a, b) for a, b in injected]
-                                    if a >= first_healthy]
-    else:
-        delays, k = [], 0
-        while k < len(bad_flags):
-            if bad_flags[k]:
-                delays.append({"kind": "bad GPS", "start_s": round(grid[k] - t0, 2), "delay_s": delay(grid[k])})
-                while k < len(bad_flags) and bad_flags[k]:
-                    k += 1
-            k += 1
-        out["detection_delay_s"] = delays
-    return out
+        return [{"kind": k, "start_s": round(a - t0, 2), "delay_s": delay(a)}
+                for k, a, b in list(scripted) + [("injected outage", a, b) for a, b in injected] if a >= first_healthy]
+    delays, k = [], 0
+    while k < len(bad_flags):
+        if bad_flags[k]:
+            delays.append({"kind": "bad GPS", "start_s": round(grid[k] - t0, 2), "delay_s": delay(grid[k])})
+            while k < len(bad_flags) and bad_flags[k]:
+                k += 1
+        k += 1
+    return delays
 
 
 def summary_text(res, m) -> str:

@@ -192,30 +192,12 @@ def write_table(path, codes, lat, lon, *, bits: int, tile_size_m: float, stride_
         "en": np.stack([east[order], north[order]], axis=1).astype(np.float32),
         "cell_start": cell_start,
     }
-    sections, offset = {}, None
     header = TableHeader(format_version=FORMAT_VERSION, n_tiles=n, bits=bits, heading_bins=codes.shape[1],
                          tile_size_m=float(tile_size_m), stride_m=float(stride_m),
                          encoder_fingerprint=encoder_fingerprint, origin_lat=frame.lat0, origin_lon=frame.lon0,
                          grid=grid, provenance=provenance if provenance is not None else default_provenance())
-    # Section offsets depend on the header length, which depends on the offsets: iterate until stable (twice at most).
-    header_len_guess = len(header.to_json()) + 4096
-    for _ in range(4):
-        offset = _align(_PREFIX.size + header_len_guess)
-        sections = {}
-        for name in _SECTIONS:
-            a = arrays[name]
-            sections[name] = {"offset": offset, "dtype": a.dtype.str, "shape": list(a.shape),
-                              "sha256": hashlib.sha256(memoryview(a).cast("B")).hexdigest()}
-            offset = _align(offset + a.nbytes)
-        header = dataclasses.replace(header, sections=sections)
-        raw = header.to_json()
-        if len(raw) <= header_len_guess:
-            raw = raw + b" " * (header_len_guess - len(raw))
-            break
-        header_len_guess = len(raw) + 1024
-    else:  # pragma: no cover - would need a header growing without bound
-        raise RuntimeError("could not lay out the table header")
-
+    header, raw = _lay_out(header, arrays)
+    sections = header.sections
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
@@ -232,6 +214,26 @@ def write_table(path, codes, lat, lon, *, bits: int, tile_size_m: float, stride_
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _lay_out(header: TableHeader, arrays: dict) -> tuple[TableHeader, bytes]:
+    """The header with its section offsets, and its padded JSON. The offsets depend on the header's length, which
+    depends on the offsets: iterate until stable (twice at most)."""
+    header_len_guess = len(header.to_json()) + 4096
+    for _ in range(4):
+        offset = _align(_PREFIX.size + header_len_guess)
+        sections = {}
+        for name in _SECTIONS:
+            a = arrays[name]
+            sections[name] = {"offset": offset, "dtype": a.dtype.str, "shape": list(a.shape),
+                              "sha256": hashlib.sha256(memoryview(a).cast("B")).hexdigest()}
+            offset = _align(offset + a.nbytes)
+        header = dataclasses.replace(header, sections=sections)
+        raw = header.to_json()
+        if len(raw) <= header_len_guess:
+            return header, raw + b" " * (header_len_guess - len(raw))
+        header_len_guess = len(raw) + 1024
+    raise RuntimeError("could not lay out the table header")  # pragma: no cover - a header growing without bound
 
 
 def open_table(path, *, expected_fingerprint: str | None = None, verify: bool = True) -> RegionTable:
