@@ -193,8 +193,11 @@ class IntegrityConfig:
     #: A converged filter whose track is not confirmed for this long (s), on frames that match some place distinctly,
     #: restarts from the whole table (a cold start at every heading: a kidnapped vehicle may face another way) ...
     relocalize_after_s: float = 5.0
-    #: ... or this long (s) while the filter has not converged (its protection level above the alert limit) ...
+    #: ... or this long (s) while the filter has not converged (its protection level above the alert limit), and then
+    #: only when the best track stands out by ``relocalize_unconverged_extra_z`` more ...
     relocalize_unconverged_s: float = 30.0
+    #: ... (see ``relocalize_unconverged_s``).
+    relocalize_unconverged_extra_z: float = 1.5
     #: ... "distinctly": the best track anywhere stands out by this robust z (unreadable frames: up to 4.7, readable
     #: ones mostly above 5 in the calibration drives); unreadable frames never restart the filter.
     relocalize_min_z: float = 5.0

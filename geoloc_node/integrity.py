@@ -137,26 +137,32 @@ class IntegrityMonitor:
         c, t, last = self.config, self.track, self.last
         if t is None or self.track_ok or last is None:
             return False
-        if t.length_m < c.track_min_length_m or t.best_z < c.relocalize_min_z:
+        converged = last.hpl_m <= c.alert_limit_m
+        # a wide cloud is restarted only on a track that stands out beyond doubt: chance codes reach z 5 over the
+        # thousands of positions of a table (calibration: noise frames 5.1)
+        need_z = c.relocalize_min_z + (0.0 if converged else c.relocalize_unconverged_extra_z)
+        if t.length_m < c.track_min_length_m or t.best_z < need_z:
             return False
         if self.contradicted_at is not None and t.first_stamp < self.contradicted_at:
             return False  # the track still holds frames from before its place was contradicted
         since = max(v for v in (self.trusted_stamp, self.restart_stamp, self.lost_since, -math.inf) if v is not None)
         # a cloud still converging gets ``relocalize_unconverged_s``; one that spread over the table has lost track
-        wait = c.relocalize_after_s if last.hpl_m <= c.alert_limit_m else c.relocalize_unconverged_s
+        wait = c.relocalize_after_s if converged else c.relocalize_unconverged_s
         return stamp - since >= wait and t.z < c.track_min_z and t.margin_bits < 0.0
 
     def admits(self, stamp: float, vu) -> bool:
         """Record a frame's evidence (its log Bayes factor, in a running mean over ``evidence_frames`` frames);
-        whether it may weigh the particles: not when it contradicts the prediction of an estimate trusted less than
-        ``gate_hold_s`` ago, as unreadable frames do (the position then dead-reckons on odometry)."""
+        whether it may weigh the particles: not when it, or the running mean, contradicts the prediction of an
+        estimate trusted less than ``gate_hold_s`` ago, as unreadable frames do (the position then dead-reckons on
+        odometry; chance codes agree with the prediction half the time, so the frame alone is not enough)."""
         c = self.config
         lbf = float(vu.log_bayes_factor)
         a = 1.0 / max(c.evidence_frames, 1.0)
         self.evidence = lbf if self.evidence is None else (1.0 - a) * self.evidence + a * lbf
         self.evidence_stamp = stamp
         self.distinctness = float(vu.distinctness)
-        if self.locked_until is not None and stamp <= self.locked_until and lbf < c.frame_gate:
+        unreadable = lbf < c.frame_gate or self.evidence < c.evidence_min  # this frame, or the last few
+        if self.locked_until is not None and stamp <= self.locked_until and unreadable:
             self.frames_gated += 1
             return False
         return True
