@@ -15,6 +15,8 @@
 * ``end_of_outage``: errors in the last 10 s of the outage (filter, odometry alone, ``p95_ratio``);
 * ``time_to_first_visual_s``: from the outage start to the first camera-based estimate;
 * ``health``: the monitor's transitions and detection delays;
+* ``integrity``: trustworthy and hazardous estimates, 95 % ellipse coverage, NEES (the report's integrity section);
+* ``interrupted``: the replay was stopped part way (exit code 130);
 * ``timings_s``: seconds per step (world, table, drive, replay, total); ``realtime_factor`` of the replay;
 * ``report``, ``report_png``, ``bag``, ``out_dir``: paths; ``seed``, ``world_size_m``, ``outage_s``, ``camera``.
 """
@@ -120,6 +122,7 @@ def run_demo(out_dir, seed: int = DEFAULT_SEED, size_m: float = DEFAULT_SIZE_M, 
         "report": str(paths["json"]), "report_png": str(paths.get("png", "")), "bag": str(out / "replay" / "bag"),
         "out_dir": str(out), "seed": seed, "world_size_m": size_m, "outage_s": list(outage), "camera": camera,
         "model": str(model), "backend": encoder.backend, "evaluation_spans_s": m["evaluation_spans_s"],
+        "interrupted": res.interrupted, "integrity": m["integrity"],
     }
 
 
@@ -187,4 +190,7 @@ def main(args) -> int:
         print(f"geoloc demo: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(r) if args.json else format_table(r))
+    if r["interrupted"]:
+        print("geoloc demo: interrupted during the replay: the report covers what was processed", file=sys.stderr)
+        return 130
     return 0

@@ -64,6 +64,8 @@ class OdometryGate:
 
     def check(self, odom: Odometry) -> tuple[Rejection | None, bool]:
         """(rejection or None, reanchored): ``reanchored`` means this record starts a new odometry track."""
+        if not all(math.isfinite(v) for v in (odom.x, odom.y, odom.yaw, odom.v, odom.yaw_rate)):
+            return Rejection("odometry_not_finite", "odometry with a NaN or infinite pose or twist"), False
         if abs(odom.v) > self.max_speed or abs(odom.yaw_rate) > self.max_yaw_rate:
             return Rejection("odometry_implausible_twist", f"odometry twist {odom.v:.3g} m/s, {odom.yaw_rate:.3g} "
                              f"rad/s beyond the maxima ({self.max_speed:g} m/s, {self.max_yaw_rate:g} rad/s)"), False
