@@ -65,9 +65,12 @@ class TrackMatcher:
         self.separation_m = separation_m
         self.recent_frames = max(1, int(recent_frames))
         self.frames: deque[TrackFrame] = deque(maxlen=max(2, int(max_frames)))
+        self.reset()
 
     def reset(self) -> None:
         self.frames.clear()
+        self._window = None  # (anchor cell, tile indices, their grid cells, origin, grid shape)
+        self._grids: dict = {}  # frame stamp -> its distances on the window's grid (computed once per window)
 
     def add(self, frame: TrackFrame) -> None:
         """Keep a frame: the newest frame is always kept, and replaces the previous newest when that one lies closer
@@ -82,37 +85,60 @@ class TrackMatcher:
         """Score the kept track around the filter's position; None without frames or without tiles around it."""
         if not self.frames:
             return None
-        idx = self.search.window(float(filter_en[0]), float(filter_en[1]), self.radius_m)
+        window = self._window_at(filter_en)
+        if window is None:
+            return None
+        _, idx, cells, origin, shape = window
+        phi = float(filter_yaw) - float(odom_now[2])  # odometry frame -> east/north
+        c, s = math.cos(phi), math.sin(phi)
+        n = len(self.frames)
+        k = min(n, self.recent_frames)
+        # sums of (distance - half the bits): a tile missing from the table, or a shift off the window, adds 0
+        score, recent, newest = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+        kept = {f.stamp for f in self.frames}
+        for stamp_ in [key for key in self._grids if key not in kept]:
+            del self._grids[stamp_]
+        for i, f in enumerate(self.frames):
+            dev = self._grids.get(f.stamp)
+            if dev is None:  # each frame's distances once per window: the check runs at every frame
+                dev = np.zeros(shape, dtype=np.float32)
+                dev[cells[:, 1], cells[:, 0]] = self.search.distances(f.code, idx, f.heading_bin) - self.half_bits
+                self._grids[f.stamp] = dev
+            dx, dy = f.odom[0] - odom_now[0], f.odom[1] - odom_now[1]
+            shift = (int(round((c * dx - s * dy) / self.stride)), int(round((s * dx + c * dy) / self.stride)))
+            targets = (score, recent) if i >= n - k else (score,)
+            for target in targets + ((newest,) if i == n - 1 else ()):
+                _add_shifted(target, dev, shift)
+        score, recent, newest = score / n + self.half_bits, recent / k + self.half_bits, newest + self.half_bits
+        pos = origin + cells * self.stride
+        filter_en = np.asarray(filter_en, dtype=np.float64)
+        dist = np.hypot(pos[:, 0] - filter_en[0], pos[:, 1] - filter_en[1])
+        margin, z, best_z, alt_en = self._separation(score[cells[:, 1], cells[:, 0]], dist, pos)
+        recent_margin, recent_z, _, _ = self._separation(recent[cells[:, 1], cells[:, 0]], dist, pos)
+        _, newest_z, _, _ = self._separation(newest[cells[:, 1], cells[:, 0]], dist, pos)
+        return TrackVerdict(stamp=stamp, frames=n, length_m=self.frames[-1].odometer_m - self.frames[0].odometer_m,
+                            margin_bits=margin, z=z, alternative_en=alt_en, best_z=best_z,
+                            recent_margin_bits=recent_margin, recent_z=recent_z, newest_z=newest_z,
+                            first_stamp=self.frames[0].stamp)
+
+    def _window_at(self, filter_en):
+        """The tiles within ``radius_m`` of a point near the filter, on a grid of table strides. The point moves in
+        steps of a quarter of the radius, so that consecutive checks share the window and its cached distances."""
+        step = self.radius_m / 4.0
+        anchor = (round(float(filter_en[0]) / step), round(float(filter_en[1]) / step))
+        if self._window is not None and self._window[0] == anchor:
+            return self._window
+        self._grids.clear()
+        idx = self.search.window(anchor[0] * step, anchor[1] * step, self.radius_m)
         if idx.size == 0:
+            self._window = None
             return None
         en = np.asarray(self.search.table.en[idx], dtype=np.float64)
         origin = en.min(axis=0)
         cells = np.rint((en - origin) / self.stride).astype(np.int64)
         shape = (int(cells[:, 1].max()) + 1, int(cells[:, 0].max()) + 1)
-        phi = float(filter_yaw) - float(odom_now[2])  # odometry frame -> east/north
-        c, s = math.cos(phi), math.sin(phi)
-        score, recent, moved = np.zeros(shape), np.zeros(shape), None
-        n = len(self.frames)
-        for i, f in enumerate(self.frames):
-            grid = np.full(shape, self.half_bits)
-            grid[cells[:, 1], cells[:, 0]] = self.search.distances(f.code, idx, f.heading_bin)
-            dx, dy = f.odom[0] - odom_now[0], f.odom[1] - odom_now[1]
-            shift = (int(round((c * dx - s * dy) / self.stride)), int(round((s * dx + c * dy) / self.stride)))
-            moved = _shifted(grid, shift, self.half_bits)
-            score += moved
-            if i >= n - self.recent_frames:
-                recent += moved
-        pos = origin + cells * self.stride
-        filter_en = np.asarray(filter_en, dtype=np.float64)
-        dist = np.hypot(pos[:, 0] - filter_en[0], pos[:, 1] - filter_en[1])
-        margin, z, best_z, alt_en = self._separation(score[cells[:, 1], cells[:, 0]] / n, dist, pos)
-        k = min(n, self.recent_frames)
-        recent_margin, recent_z, _, _ = self._separation(recent[cells[:, 1], cells[:, 0]] / k, dist, pos)
-        _, newest_z, _, _ = self._separation(moved[cells[:, 1], cells[:, 0]], dist, pos)
-        return TrackVerdict(stamp=stamp, frames=n, length_m=self.frames[-1].odometer_m - self.frames[0].odometer_m,
-                            margin_bits=margin, z=z, alternative_en=alt_en, best_z=best_z,
-                            recent_margin_bits=recent_margin, recent_z=recent_z, newest_z=newest_z,
-                            first_stamp=self.frames[0].stamp)
+        self._window = (anchor, idx, cells, origin, shape)
+        return self._window
 
     def _separation(self, values: np.ndarray, dist: np.ndarray, pos: np.ndarray):
         """(margin, z, best z, where the best far alternative is) of per-frame track scores at the window's tiles."""
@@ -129,13 +155,11 @@ class TrackMatcher:
         return alt - own, (med - own) / spread, (med - float(values.min())) / spread, alt_en
 
 
-def _shifted(grid: np.ndarray, shift: tuple[int, int], fill: float) -> np.ndarray:
-    """``out[y, x] = grid[y + sy, x + sx]`` (``fill`` where that falls outside)."""
+def _add_shifted(target: np.ndarray, grid: np.ndarray, shift: tuple[int, int]) -> None:
+    """``target[y, x] += grid[y + sy, x + sx]`` where that lies inside ``grid``."""
     sx, sy = shift
-    out = np.full_like(grid, fill)
     h, w = grid.shape
     ys, yd = (slice(sy, h), slice(0, h - sy)) if sy >= 0 else (slice(0, h + sy), slice(-sy, h))
     xs, xd = (slice(sx, w), slice(0, w - sx)) if sx >= 0 else (slice(0, w + sx), slice(-sx, w))
     if ys.start < ys.stop and xs.start < xs.stop:
-        out[yd, xd] = grid[ys, xs]
-    return out
+        target[yd, xd] += grid[ys, xs]

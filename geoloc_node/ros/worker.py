@@ -87,6 +87,10 @@ class InferenceWorker:
                         self._on_results(results)
                     except Exception as e:  # noqa: BLE001
                         self._on_error(e)
+                try:
+                    self.pipeline.run_deferred()  # after publishing: off the image -> ~/fix latency
+                except Exception as e:  # noqa: BLE001
+                    self._on_error(e)
         finally:
             try:
                 self.pipeline.close()  # the encoder's GPU memory, released on the thread that made it

@@ -91,6 +91,9 @@ class FakePipeline:
     def note_camera(self, check) -> None:
         self.camera = check
 
+    def run_deferred(self) -> None:
+        pass
+
     def status(self) -> dict:
         return {"health": {"state": self.state, "reason": "fake"}, "fallback_active": self.state != "HEALTHY",
                 "counts": {"frames_dropped": self.dropped, "frames_processed": len(self.frames)},
