@@ -125,7 +125,7 @@ class Pipeline:
         self._last_odometry: Odometry | None = None
         self._odometer_m = 0.0
         self._last_track_check: float | None = None
-        self._deferred = None  # (stamp, codes, headings) of the last frame, for run_deferred
+        self._deferred = None  # the last frame's track job (_track_job), for run_deferred
         self._odometry_frame = self.config.pipeline.odometry_frame_id or None
         self._last_processed: float | None = None
         self._last_output: float | None = None
@@ -350,7 +350,7 @@ class Pipeline:
         single = self._single_frame(codes, headings) if c.pipeline.single_frame_baseline else None
         # 6. does the recent track match here, and nowhere else? Deferred until this estimate is out (10-20 ms on
         # a 2 km table, kept off the image -> ~/fix latency: run_deferred): its verdict holds from the next estimate
-        self._deferred = (stamp, codes, headings)
+        self._deferred = self._track_job(stamp, codes, headings)
         return [self._estimate(stamp, "visual" if used else "odometry", single_frame=single)]
 
     def _started_from_table(self, stamp: float) -> None:
@@ -359,25 +359,33 @@ class Pipeline:
         self.integrity.note_start_from_table(stamp)
         self.track.reset()
 
-    def _check_track(self, stamp: float, codes: np.ndarray, headings) -> None:
-        """Keep the frame (its code at the filter's heading, where odometry puts it) and, every ``track_check_s``,
-        score the track around the filter for the integrity monitor."""
+    def _track_job(self, stamp: float, codes: np.ndarray, headings):
+        """What the track check needs of this frame, taken now, under the lock: the frame's code at the filter's
+        heading, placed where odometry puts it, and the filter's place and heading. The check itself may run later
+        (run_deferred), after newer odometry: it must not see that odometry, or the node would decide otherwise
+        than replay."""
         odom = self._last_odometry
         if odom is None:
-            return  # without odometry the frames cannot be placed along a track: the camera is never confirmed
+            return None  # without odometry the frames cannot be placed along a track: the camera is never confirmed
         f = self.filter
         yaw = f.yaw_mean()
         hypothesis, table_bin = f.code_row_of_yaw(yaw, headings)
         pose = (odom.x, odom.y, odom.yaw)
-        self.track.add(TrackFrame(stamp, self._odometer_m, pose, np.atleast_2d(codes)[hypothesis].copy(), table_bin))
+        frame = TrackFrame(stamp, self._odometer_m, pose, np.atleast_2d(codes)[hypothesis].copy(), table_bin)
+        return frame, f.estimate()[0], yaw
+
+    def _check_track(self, frame: TrackFrame, mean: np.ndarray, yaw: float) -> None:
+        """Keep the frame and, every ``track_check_s``, score the track around the filter for the integrity
+        monitor."""
+        stamp = frame.stamp
+        self.track.add(frame)
         if self._last_track_check is not None and stamp - self._last_track_check < self.config.integrity.track_check_s:
             return
         self._last_track_check = stamp
-        mean = f.estimate()[0]
-        self.integrity.note_track(self.track.check(stamp, mean, yaw, pose))
+        self.integrity.note_track(self.track.check(stamp, mean, yaw, frame.odom))
         if self.fallback_active and self.integrity.should_restart(stamp):  # the filter is at a wrong place
             self.counts["reinitialisations"] += 1
-            f.reset()  # the next frame starts it from the whole table, at every heading
+            self.filter.reset()  # the next frame starts it from the whole table, at every heading
             self._started_from_table(stamp)
 
     def _single_frame(self, codes: np.ndarray, headings):

@@ -40,6 +40,7 @@ import bagtools  # noqa: E402  (tests/pipeline: a broken helper must fail here, 
 import fakes  # noqa: E402
 
 DURATION, OUTAGE = 24.0, (8.0, 18.0)
+LEAD_IN_S = 0.5  # bag time before the first fix and odometry message
 RATE = 0.5  # half real time: every frame is processed long before the next odometry message
 PARAMS = {"tracking.n_particles": 300, "output.diagnostics_period_s": 1.0}
 OUTPUTS = {"/geoloc_node/fix": NavSatFix, "/geoloc_node/pose": PoseWithCovarianceStamped,
@@ -58,6 +59,12 @@ def drive(tmp_path_factory):
     offset = {"gps": 0.037, "odom": 0.013, "frame": 0.0}
     events = [(t + offset[k], k, dataclasses.replace(r, stamp=r.stamp + offset[k]))
               for t, k, r in drv.events(table.frame, outages=[OUTAGE])]
+    # The first frame starts the filter from the whole table, cold (first search, first allocation): slower than
+    # the 13 ms of bag time to the next odometry message. Live, an odometry message taken before that frame's update
+    # is a legitimate other order (the filter would then skip one prediction), so the bag leaves the first frame
+    # 0.5 s alone, as a real drive's first second often is.
+    start = min(e[0] for e in events)
+    events = [e for e in events if e[1] == "frame" or e[0] >= start + LEAD_IN_S]
     events.sort(key=lambda e: e[0])
     bag = bagtools.write_bag(tmp / "bag", bagtools.drive_items(events, table.frame, drv.truth))
     return world, table_path, bag, tmp
