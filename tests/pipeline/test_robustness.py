@@ -295,6 +295,20 @@ def test_default_output_folder_never_overwrites_an_earlier_replay(gps_bag, tmp_p
     assert "replay_my_drive.2" in capsys.readouterr().out
 
 
+def test_the_repo_ignores_replay_output_folders():
+    """Replay run from the repo root writes replay_<bag>[.N] there: git must not offer it for commit."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    names = ["replay_my_drive/report.json", "replay_my_drive.2/bag/bag_0.mcap"]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *names], cwd=root, capture_output=True, text=True)
+    assert ignored.stdout.split() == names
+
+
 def test_out_folder_holding_files_is_refused_unless_forced(gps_bag, tmp_path, capsys):
     out = tmp_path / "busy"
     out.mkdir()
