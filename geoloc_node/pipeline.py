@@ -350,8 +350,9 @@ class Pipeline:
         single = self._single_frame(codes, headings) if c.pipeline.single_frame_baseline else None
         # 6. does the recent track match here, and nowhere else? Deferred until this estimate is out (10-20 ms on
         # a 2 km table, kept off the image -> ~/fix latency: run_deferred): its verdict holds from the next estimate
-        self._deferred = self._track_job(stamp, codes, headings)
-        return [self._estimate(stamp, "visual" if used else "odometry", single_frame=single)]
+        est = self._estimate(stamp, "visual" if used else "odometry", single_frame=single)
+        self._deferred = self._track_job(stamp, codes, headings, np.array([est.east, est.north]))
+        return [est]
 
     def _started_from_table(self, stamp: float) -> None:
         """The filter (re)started from the table's best tiles: its heading may have changed, so the kept track (whose
@@ -359,9 +360,10 @@ class Pipeline:
         self.integrity.note_start_from_table(stamp)
         self.track.reset()
 
-    def _track_job(self, stamp: float, codes: np.ndarray, headings):
+    def _track_job(self, stamp: float, codes: np.ndarray, headings, filter_en: np.ndarray):
         """What the track check needs of this frame, taken now, under the lock: the frame's code at the filter's
-        heading, placed where odometry puts it, and the filter's place and heading. The check itself may run later
+        heading, placed where odometry puts it, and the filter's place (``filter_en``, the frame's estimate) and
+        heading. The check itself may run later
         (run_deferred), after newer odometry: it must not see that odometry, or the node would decide otherwise
         than replay."""
         odom = self._last_odometry
@@ -372,7 +374,7 @@ class Pipeline:
         hypothesis, table_bin = f.code_row_of_yaw(yaw, headings)
         pose = (odom.x, odom.y, odom.yaw)
         frame = TrackFrame(stamp, self._odometer_m, pose, np.atleast_2d(codes)[hypothesis].copy(), table_bin)
-        return frame, f.estimate()[0], yaw
+        return frame, filter_en, yaw
 
     def _check_track(self, frame: TrackFrame, mean: np.ndarray, yaw: float) -> None:
         """Keep the frame and, every ``track_check_s``, score the track around the filter for the integrity

@@ -10,6 +10,9 @@ import dataclasses
 import json
 import math
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -297,10 +300,6 @@ def test_default_output_folder_never_overwrites_an_earlier_replay(gps_bag, tmp_p
 
 def test_the_repo_ignores_replay_output_folders():
     """Replay run from the repo root writes replay_<bag>[.N] there: git must not offer it for commit."""
-    import shutil
-    import subprocess
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[2]
     if shutil.which("git") is None or not (root / ".git").exists():
         pytest.skip("not a git checkout")
