@@ -20,7 +20,8 @@ Per scenario (the keys of ``--json``): estimates, trustworthy, hazardous (trustw
 availability (share of the span with a trustworthy estimate at most 1 s old), median_m / p95_m (all estimates in the
 span), coverage95 (share of trustworthy errors inside their own 95 % ellipse), nees_mean (2 is ideal), and
 time_to_distrust_s (from a switch: the first replaced frame or the teleport, to the first untrusted estimate), plus
-time_to_restore_s, hpl_exceeded and the reasons given for "not trusted".
+time_to_restore_s, hpl_exceeded, hazard_window_s (switch scenarios: from the switch to the last hazardous estimate)
+and the reasons given for "not trusted".
 
     python benchmarks/bench_integrity.py --quick            # 8 scenarios, under 10 minutes on 2 cores
     python benchmarks/bench_integrity.py --json             # the whole matrix, one JSON object
@@ -48,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 from geoloc_node.config import GeolocConfig  # noqa: E402
 from geoloc_node.pipeline import load_encoder_and_table  # noqa: E402
 from geoloc_node.replay import replay  # noqa: E402
-from geoloc_node.report import _availability, _errors, _stats, _Truth, integrity_metrics  # noqa: E402
+from geoloc_node.report import HAZARD_ERROR_M, _availability, _errors, _stats, _Truth, integrity_metrics  # noqa: E402
 
 U1652 = ROOT.parent / "shared" / "fixtures" / "university1652_sample" / "sample_drone.jpg"
 OUTAGE = (40.0, 160.0)
@@ -215,12 +216,24 @@ def score(sc: Scenario, res) -> dict:
            "trusted_max_m": integrity["trusted_error"]["max_m"], "not_trusted": integrity["not_trusted_reasons"]}
     if sc.switch:
         a, b = t0 + sc.switch[0], t0 + sc.switch[1]
+        # when the last hazardous estimate came after the switch: a teleport cannot be seen before the next camera
+        # frame (odometry runs on smoothly), so estimates published in between are hazardous whatever the monitor
+        hazards = [s.stamp - a for s in res.estimates if s.stamp >= a and s.trustworthy and _hazardous(s, truth)]
+        out["hazard_window_s"] = round(max(hazards), 2) if hazards else None
         first_bad = next((s.stamp for s in res.estimates if s.stamp >= a and not s.trustworthy), None)
         out["time_to_distrust_s"] = None if first_bad is None else round(first_bad - a, 2)
         if sc.frames:
             first_ok = next((s.stamp for s in res.estimates if s.stamp >= b and s.trustworthy), None)
             out["time_to_restore_s"] = None if first_ok is None else round(first_ok - b, 2)
     return out
+
+
+def _hazardous(s, truth: _Truth) -> bool:
+    p = truth.at(s.stamp)
+    if p is None:
+        return False
+    err = math.hypot(s.east - p[0], s.north - p[1])
+    return err > s.hpl_m or err > HAZARD_ERROR_M
 
 
 def run(sc: Scenario, work: Work, dump: Path | None, filter_seeds: int = 1, overrides: dict | None = None) -> dict:
@@ -264,6 +277,8 @@ def pool(rows: list[dict]) -> dict:
         out[key] = mean(key, "trustworthy")
     maxima = [r["trusted_max_m"] for r in rows if r["trusted_max_m"] is not None]
     out["trusted_max_m"] = max(maxima) if maxima else None
+    windows = [r.get("hazard_window_s") for r in rows if r.get("hazard_window_s") is not None]
+    out["hazard_window_s"] = max(windows) if windows else None
     for key in ("time_to_distrust_s", "time_to_restore_s"):
         values = [r[key] for r in rows]
         out[key] = None if any(v is None for v in values) else max(values)
@@ -303,11 +318,13 @@ def _dump(path: Path, res, frames) -> None:
         for t, lbf, dist, evidence, used in frames:
             f.write(f"{t - res.first_stamp:.2f},{lbf:.3f},{dist:.3f},{evidence:.3f},{int(used)}\n")
     with open(path.with_suffix(".tracks.csv"), "w") as f:
-        f.write("t,frames,length_m,margin_bits,z,best_z,alt_e,alt_n,recent_margin,recent_z,newest_z\n")
+        f.write("t,frames,length_m,margin_bits,z,best_z,alt_e,alt_n,recent_margin,recent_z,newest_z,fresh_m,"
+                "fresh_margin,fresh_z\n")
         for v in frames.tracks:
             f.write(f"{v.stamp - res.first_stamp:.2f},{v.frames},{v.length_m:.1f},{v.margin_bits:.3f},{v.z:.3f},"
                     f"{v.best_z:.3f},{v.alternative_en[0]:.1f},{v.alternative_en[1]:.1f},{v.recent_margin_bits:.3f},"
-                    f"{v.recent_z:.3f},{v.newest_z:.3f}\n")
+                    f"{v.recent_z:.3f},{v.newest_z:.3f},{v.fresh_length_m:.1f},{v.fresh_margin_bits:.3f},"
+                    f"{v.fresh_z:.3f}\n")
 
 
 class _FrameLog(list):

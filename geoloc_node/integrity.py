@@ -72,7 +72,7 @@ class IntegrityMonitor:
         self.track = None  # the last TrackVerdict (geoloc_node.track_match)
         self.track_problem: str | None = "no track checked yet"
         self.track_ok = False  # the track is confirmed (see note_track)
-        self.track_passes = 0  # strict track checks passed in a row while not confirmed
+        self.fresh_after: float | None = None  # only frames taken after this may (re)confirm the track (None: any)
         self.locked_until: float | None = None  # frames that contradict the estimate are not used until then
         self.frames_gated = 0
         self.last: Integrity | None = None
@@ -100,27 +100,34 @@ class IntegrityMonitor:
         self.locked_until = None  # the new cloud's prediction is no reason to refuse a frame
         self.track = None
         self.track_problem = "no track checked yet"
-        self.track_ok, self.track_passes = False, 0
-        self.locked_until = None
+        self.track_ok, self.fresh_after = False, None  # the track starts again: all its frames are new
         self.trusted_stamp = None
         self.lost_since = stamp
 
     def note_track(self, verdict) -> None:
         """The latest track check (:class:`geoloc_node.track_match.TrackVerdict`). Hysteresis: a confirmed track stays
-        confirmed while each check passes; a failed one is confirmed again only after ``track_confirmations`` checks
-        in a row in which the newest frames also prefer the filter's place outright (``track_recent_regain_bits``):
-        right after a kidnapping the old frames still vouch for the old place and the newest frames are ambiguous."""
+        confirmed while each check passes. After a check that found the frames at odds with the filter's place, only
+        frames taken after it may confirm the place again: ``track_regain_m`` of driving of them (or ``track_regain_s``
+        of them, for a vehicle standing still), which on their own
+        prefer the filter's place outright (``track_recent_regain_bits``) and stand out (``track_regain_min_z``).
+        Right after a kidnapping the old frames still vouch for the old place, and a few new frames can match it by
+        chance (calibration, 5 frames/s: three checks in a row within 0.6 s did, 3.4 s after a 500 m teleport); a
+        stretch of road measured in metres, not a count of checks, is the same evidence at any frame rate."""
         c = self.config
         self.track = verdict
         self.track_problem = self._track_problem(verdict) if verdict is not None else "no track checked yet"
         if self.track_problem is not None:
-            if self.track_ok and verdict is not None:  # from here on the old frames may vouch for a wrong place
-                self.contradicted_at = verdict.stamp
-            self.track_ok, self.track_passes = False, 0
+            if verdict is not None and verdict.length_m >= c.track_min_length_m:  # at odds, not merely short
+                if self.track_ok:  # from here on the old frames may vouch for a wrong place
+                    self.contradicted_at = verdict.stamp
+                self.fresh_after = verdict.stamp
+            self.track_ok = False
         elif not self.track_ok:
-            strict = verdict.recent_margin_bits >= c.track_recent_regain_bits
-            self.track_passes = self.track_passes + 1 if strict else 0
-            self.track_ok = self.track_passes >= c.track_confirmations
+            # enough new evidence: a stretch of road, or (a vehicle standing still sees no new road) some time
+            enough = verdict.fresh_length_m >= c.track_regain_m or (
+                self.fresh_after is not None and verdict.stamp - self.fresh_after >= c.track_regain_s)
+            self.track_ok = (enough and verdict.fresh_margin_bits >= c.track_recent_regain_bits and
+                             verdict.fresh_z >= c.track_regain_min_z)
 
     def should_restart(self, stamp: float) -> bool:
         """Whether the filter is at a wrong place and should restart from the whole table (a cold start at every
@@ -217,7 +224,8 @@ class IntegrityMonitor:
         if self.track_problem is not None:
             return self.track_problem
         if not self.track_ok:
-            return f"confirming the camera's track ({self.track_passes} of {c.track_confirmations} checks passed)"
+            return (f"confirming the camera's track on new frames ({t.fresh_length_m:.0f} of {c.track_regain_m:g} m; "
+                    f"margin {max(t.fresh_margin_bits, -999.0):.1f} bits per frame, z {t.fresh_z:.1f})")
         return None
 
     def _track_problem(self, t) -> str | None:

@@ -66,7 +66,8 @@ class Pipeline:
         ic = config.integrity
         self.track = TrackMatcher(self.search, length_m=ic.track_length_m, spacing_m=ic.track_spacing_m,
                                   max_frames=ic.track_max_frames, radius_m=ic.track_radius_m,
-                                  separation_m=ic.alert_limit_m, recent_frames=ic.track_recent_frames) \
+                                  separation_m=ic.alert_limit_m, recent_frames=ic.track_recent_frames,
+                                  recent_m=ic.track_recent_m) \
             if self.search is not None else None
         pc = config.pipeline
         self.stamps = StampGate(pc.time_jump_reset_s, pc.time_jump_confirm_messages)
@@ -384,7 +385,7 @@ class Pipeline:
         if self._last_track_check is not None and stamp - self._last_track_check < self.config.integrity.track_check_s:
             return
         self._last_track_check = stamp
-        self.integrity.note_track(self.track.check(stamp, mean, yaw, frame.odom))
+        self.integrity.note_track(self.track.check(stamp, mean, yaw, frame.odom, self.integrity.fresh_after))
         if self.fallback_active and self.integrity.should_restart(stamp):  # the filter is at a wrong place
             self.counts["reinitialisations"] += 1
             self.filter.reset()  # the next frame starts it from the whole table, at every heading

@@ -47,23 +47,27 @@ class TrackVerdict:
     z: float  # robust z of the filter's track score among all positions of the window
     alternative_en: tuple[float, float]  # where the best far alternative track ends
     best_z: float  # robust z of the best track anywhere in the window (high: the frames are readable somewhere)
-    recent_margin_bits: float  # the same two for the newest ``recent_frames`` frames alone: a vehicle that is no
-    recent_z: float  # longer where the long track says (kidnapped, or the filter slipped) shows here first
+    recent_margin_bits: float  # the same two for the newest frames alone (``recent_m`` of driving, at least
+    recent_z: float  # ``recent_frames``): a vehicle no longer where the long track says shows here first
     newest_z: float  # robust z, at the filter's place, of the newest frame alone
     first_stamp: float  # stamp of the oldest frame of the track
+    fresh_length_m: float = 0.0  # the same for the frames taken after ``fresh_after`` (check's argument) alone:
+    fresh_margin_bits: float = -math.inf  # a place the old frames chose cannot be confirmed by them again
+    fresh_z: float = 0.0
 
 
 class TrackMatcher:
     """Keeps the recent frames and scores tracks; not thread-safe (the pipeline calls it under its lock)."""
 
     def __init__(self, search, *, length_m: float, spacing_m: float, max_frames: int, radius_m: float,
-                 separation_m: float, recent_frames: int = 3):
+                 separation_m: float, recent_frames: int = 3, recent_m: float = 0.0):
         self.search = search
         self.stride = float(search.table.header.stride_m)
         self.half_bits = search.table.bits / 2.0
         self.length_m, self.spacing_m, self.radius_m = length_m, spacing_m, radius_m
         self.separation_m = separation_m
         self.recent_frames = max(1, int(recent_frames))
+        self.recent_m = float(recent_m)
         self.frames: deque[TrackFrame] = deque(maxlen=max(2, int(max_frames)))
         self.reset()
 
@@ -81,8 +85,10 @@ class TrackMatcher:
         while len(self.frames) > 2 and frame.odometer_m - self.frames[1].odometer_m >= self.length_m:
             self.frames.popleft()
 
-    def check(self, stamp: float, filter_en, filter_yaw: float, odom_now) -> TrackVerdict | None:
-        """Score the kept track around the filter's position; None without frames or without tiles around it."""
+    def check(self, stamp: float, filter_en, filter_yaw: float, odom_now,
+              fresh_after: float | None = None) -> TrackVerdict | None:
+        """Score the kept track around the filter's position; None without frames or without tiles around it.
+        ``fresh_after``: also score the frames taken after this stamp alone (the ``fresh_*`` fields; None: all)."""
         if not self.frames:
             return None
         window = self._window_at(filter_en)
@@ -92,9 +98,11 @@ class TrackMatcher:
         phi = float(filter_yaw) - float(odom_now[2])  # odometry frame -> east/north
         c, s = math.cos(phi), math.sin(phi)
         n = len(self.frames)
-        k = min(n, self.recent_frames)
+        k = self._recent_count()
+        fresh_first = 0 if fresh_after is None else next(
+            (i for i, f in enumerate(self.frames) if f.stamp > fresh_after), n)
         # sums of (distance - half the bits): a tile missing from the table, or a shift off the window, adds 0
-        score, recent, newest = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+        score, recent, newest, fresh = np.zeros(shape), np.zeros(shape), np.zeros(shape), np.zeros(shape)
         kept = {f.stamp for f in self.frames}
         for stamp_ in [key for key in self._grids if key not in kept]:
             del self._grids[stamp_]
@@ -107,19 +115,37 @@ class TrackMatcher:
             dx, dy = f.odom[0] - odom_now[0], f.odom[1] - odom_now[1]
             shift = (int(round((c * dx - s * dy) / self.stride)), int(round((s * dx + c * dy) / self.stride)))
             targets = (score, recent) if i >= n - k else (score,)
-            for target in targets + ((newest,) if i == n - 1 else ()):
+            targets += (newest,) if i == n - 1 else ()
+            for target in targets + ((fresh,) if i >= fresh_first else ()):
                 _add_shifted(target, dev, shift)
         score, recent, newest = score / n + self.half_bits, recent / k + self.half_bits, newest + self.half_bits
+        fresh = fresh / max(n - fresh_first, 1) + self.half_bits
         pos = origin + cells * self.stride
         filter_en = np.asarray(filter_en, dtype=np.float64)
         dist = np.hypot(pos[:, 0] - filter_en[0], pos[:, 1] - filter_en[1])
         margin, z, best_z, alt_en = self._separation(score[cells[:, 1], cells[:, 0]], dist, pos)
         recent_margin, recent_z, _, _ = self._separation(recent[cells[:, 1], cells[:, 0]], dist, pos)
         _, newest_z, _, _ = self._separation(newest[cells[:, 1], cells[:, 0]], dist, pos)
+        if fresh_first < n:
+            fresh_margin, fresh_z, _, _ = self._separation(fresh[cells[:, 1], cells[:, 0]], dist, pos)
+            fresh_length = self.frames[-1].odometer_m - self.frames[fresh_first].odometer_m
+        else:
+            fresh_margin, fresh_z, fresh_length = -math.inf, 0.0, 0.0
         return TrackVerdict(stamp=stamp, frames=n, length_m=self.frames[-1].odometer_m - self.frames[0].odometer_m,
                             margin_bits=margin, z=z, alternative_en=alt_en, best_z=best_z,
                             recent_margin_bits=recent_margin, recent_z=recent_z, newest_z=newest_z,
-                            first_stamp=self.frames[0].stamp)
+                            first_stamp=self.frames[0].stamp, fresh_length_m=fresh_length,
+                            fresh_margin_bits=fresh_margin, fresh_z=fresh_z)
+
+    def _recent_count(self) -> int:
+        """How many of the newest frames make the recent window: those within ``recent_m`` of driving of the newest
+        (the same stretch of road whatever the frame rate), and at least ``recent_frames``."""
+        n = len(self.frames)
+        k = min(n, self.recent_frames)
+        newest = self.frames[-1].odometer_m
+        while k < n and newest - self.frames[n - k - 1].odometer_m <= self.recent_m:
+            k += 1
+        return k
 
     def _window_at(self, filter_en):
         """The tiles within ``radius_m`` of a point near the filter, on a grid of table strides. The point moves in

@@ -23,7 +23,8 @@ WEIGHTS = np.full(500, 1 / 500)
 
 def verdict(stamp, **kw) -> TrackVerdict:
     good = dict(frames=20, length_m=60.0, margin_bits=15.0, z=7.0, alternative_en=(300.0, 0.0), best_z=7.0,
-                recent_margin_bits=12.0, recent_z=5.0, newest_z=5.0, first_stamp=stamp - 8.0)
+                recent_margin_bits=12.0, recent_z=5.0, newest_z=5.0, first_stamp=stamp - 8.0,
+                fresh_length_m=60.0, fresh_margin_bits=12.0, fresh_z=5.0)
     good.update(kw)
     return TrackVerdict(stamp=stamp, **good)
 
@@ -47,7 +48,7 @@ def assess(m, stamp, particles=TIGHT, gps=False):
 
 def confirmed(m, stamp=100.0) -> float:
     """Feed good frames and passing track checks until the camera confirms the position; returns the time."""
-    for i in range(CFG.track_confirmations + 1):
+    for i in range(2):
         t = stamp + 0.5 * i
         m.admits(t, frame())
         m.note_track(verdict(t))
@@ -135,22 +136,49 @@ def test_an_old_confirmation_expires():
     assert not v.trustworthy and "no camera frame confirmed" in v.reason
 
 
-def test_trust_returns_only_after_strict_checks_in_a_row():
-    """After a failure, checks that merely pass the lenient threshold (the newest frames ambiguous: a kidnapped
-    vehicle's) do not restore trust; checks where the newest frames prefer the filter's place do, after N of them."""
+def test_after_a_failed_check_only_new_frames_restore_trust():
+    """After a check that found the frames at odds with the place, checks that pass on the old frames (a kidnapped
+    vehicle's track still vouches for the old place), or on too little new driving, or on new frames that do not
+    prefer the place outright, do not restore trust; ``track_regain_m`` of new frames that do, do."""
     m = monitor()
     t = confirmed(m)
     assert assess(m, t).trustworthy
     m.note_track(verdict(t + 0.5, recent_margin_bits=-8.0))
-    for i in range(5):  # lenient passes only
-        m.admits(t + 1 + i, frame())
-        m.note_track(verdict(t + 1 + i, recent_margin_bits=-1.0))
-        assert not assess(m, t + 1 + i).trustworthy
-    for i in range(CFG.track_confirmations):
-        s = t + 7 + i
+    assert m.fresh_after == t + 0.5
+    not_yet = [dict(fresh_length_m=0.0, fresh_margin_bits=-math.inf, fresh_z=0.0),  # the old frames only
+               dict(fresh_length_m=CFG.track_regain_m - 1.0),  # too little new driving
+               dict(fresh_margin_bits=CFG.track_recent_regain_bits - 0.5),  # another place fits them as well
+               dict(fresh_z=CFG.track_regain_min_z - 0.5)]  # they do not stand out from chance
+    for i, kw in enumerate(not_yet):
+        s = t + 1 + i
         m.admits(s, frame())
-        m.note_track(verdict(s))
-        assert assess(m, s).trustworthy == (i == CFG.track_confirmations - 1)
+        m.note_track(verdict(s, **kw))
+        assert not assess(m, s).trustworthy, kw
+        assert "confirming the camera's track on new frames" in m.last.reason
+    m.admits(t + 6, frame())
+    m.note_track(verdict(t + 6))
+    assert assess(m, t + 6).trustworthy
+
+
+def test_a_vehicle_standing_still_regains_trust_after_some_time():
+    """New frames of a vehicle that does not move cover no road: ``track_regain_s`` of them count instead."""
+    m = monitor()
+    t = confirmed(m)
+    m.note_track(verdict(t + 0.5, newest_z=0.5))
+    m.admits(t + 1.0, frame())
+    m.note_track(verdict(t + 1.0, fresh_length_m=0.5))
+    assert not assess(m, t + 1.0).trustworthy
+    s = t + 0.5 + CFG.track_regain_s
+    m.admits(s, frame())
+    m.note_track(verdict(s, fresh_length_m=0.5))
+    assert assess(m, s).trustworthy
+
+
+def test_a_short_track_is_not_a_contradiction():
+    """Checks that fail only because too little has been driven do not make the frames so far stale."""
+    m = monitor()
+    m.note_track(verdict(1.0, length_m=CFG.track_min_length_m - 5.0))
+    assert m.fresh_after is None
 
 
 def test_the_gate_keeps_contradicting_frames_off_a_trusted_estimate():

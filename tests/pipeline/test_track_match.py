@@ -58,3 +58,35 @@ def test_frames_closer_than_the_spacing_replace_the_newest(world, table):
     kept = [f.odometer_m for f in m.frames]
     assert m.frames[-1].stamp == 9.0 and kept[0] == 0.0 and len(kept) >= 3  # it was the newest that moved on
     assert all(b - a >= 1.5 for a, b in zip(kept[:-2], kept[1:-1], strict=True))
+
+
+def test_fresh_frames_are_scored_on_their_own(world, table):
+    """A track whose old frames were taken at the filter's place but whose frames after ``fresh_after`` were taken
+    elsewhere (a kidnapped vehicle): the whole track still fits, the fresh frames alone do not."""
+    rng = np.random.default_rng(5)
+    m = _matcher(table)
+    elsewhere = world.codes(np.array([[150.0 + 4.0 * i, -200.0] for i in range(16)]))
+    pose = _drive(world, m, rng, codes_of=lambda i: world.codes(np.array([[-100.0 + 4.0 * i, 20.0]]))[0]
+                  if i < 10 else elsewhere[i])
+    v = m.check(15.0, (-40.0, 20.0), 0.0, pose, fresh_after=9.0)  # frames 10..15 are fresh: 20 m of driving
+    assert v.margin_bits > 0.0 and v.fresh_length_m == 20.0
+    assert v.fresh_margin_bits < 0.0 and v.fresh_z < 3.0
+    here = _matcher(table)  # the same drive, every frame taken at the filter's place
+    pose = _drive(world, here, rng)
+    good = here.check(15.0, (-40.0, 20.0), 0.0, pose, fresh_after=9.0)
+    assert good.fresh_length_m == 20.0 and good.fresh_margin_bits > 2.0 and good.fresh_z > 3.0
+    every = here.check(15.0, (-40.0, 20.0), 0.0, pose)  # nothing failed yet: every frame is fresh
+    assert every.fresh_length_m == every.length_m and every.fresh_margin_bits == every.margin_bits
+    none = here.check(15.0, (-40.0, 20.0), 0.0, pose, fresh_after=15.0)  # none taken since
+    assert none.fresh_length_m == 0.0 and none.fresh_margin_bits == -np.inf
+
+
+def test_the_recent_window_is_a_stretch_of_road(world, table):
+    """The newest frames within ``recent_m`` of driving (at least ``recent_frames``): at 4 m per frame, 12 m holds
+    the newest 4 frames; the recent score is then about them, not about the last 3 only."""
+    m = TrackMatcher(TableSearch(table), length_m=60.0, spacing_m=2.0, max_frames=30, radius_m=1000.0,
+                     separation_m=25.0, recent_frames=3, recent_m=12.0)
+    _drive(world, m, np.random.default_rng(6))
+    assert m._recent_count() == 4
+    m.recent_m = 0.0
+    assert m._recent_count() == 3
