@@ -77,6 +77,26 @@ def _dist_info() -> tuple[int, int, int]:
     return world, rank, local
 
 
+def pair_mask(pairs: PairArrays, bidx, tcfg: TrainConfig, device) -> torch.Tensor | None:
+    """[B, B] bool: ground i and aerial j of a batch that are also a match, so not a negative. Places closer than
+    ``same_place_m`` (same group), pairs sharing their aerial image (``place``), and aerial images among ground i's
+    semi-positives (``semi``)."""
+    mask = None
+    if pairs.en is not None and tcfg.same_place_m > 0:
+        en = torch.from_numpy(pairs.en[bidx]).to(device)
+        grp = torch.from_numpy(pairs.group[bidx] if pairs.group is not None
+                               else np.zeros(len(bidx), np.int64)).to(device)
+        mask = (torch.cdist(en, en) < tcfg.same_place_m) & (grp[:, None] == grp[None, :])
+    if pairs.place is not None:
+        place = torch.from_numpy(pairs.place[bidx]).to(device)
+        same = place[:, None] == place[None, :]
+        if pairs.semi is not None:
+            semi = torch.from_numpy(pairs.semi[bidx]).to(device)  # [B, K]
+            same |= (semi[:, :, None] == place[None, None, :]).any(dim=1)
+        mask = same if mask is None else mask | same
+    return mask
+
+
 # -- augmentation -------------------------------------------------------------------------------------------------
 def augment(g: torch.Tensor, a: torch.Tensor, mcfg: ModelConfig, tcfg: TrainConfig, gen: torch.Generator):
     """g, a: float [B,3,H,W] in [0,1]. Consistent geometric augmentation + per-view photometric jitter."""
@@ -247,12 +267,7 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, train_pairs: PairArrays, val_pai
             g, a = augment(g, a, mcfg, tcfg, gen)
             # channels-last: oneDNN's (and cuDNN's) fast convolution layout (2-core VM: an epoch 224 s instead of 236 s)
             g, a = (x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last) for x in (g, a))
-            pos_mask = None
-            if train_pairs.en is not None and tcfg.same_place_m > 0:
-                en = torch.from_numpy(train_pairs.en[bidx]).to(device)
-                grp = torch.from_numpy(train_pairs.group[bidx] if train_pairs.group is not None
-                                       else np.zeros(len(bidx), np.int64)).to(device)
-                pos_mask = (torch.cdist(en, en) < tcfg.same_place_m) & (grp[:, None] == grp[None, :])
+            pos_mask = pair_mask(train_pairs, bidx, tcfg, device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
                 zg, za = net(g, a)
             loss, parts = hash_loss(zg.float(), za.float(), logit_scale, tcfg.w_quant, tcfg.w_balance, pos_mask)
