@@ -244,6 +244,9 @@ def cmd_train(args) -> int:
                            hard_negative_frac=args.hard_negative_frac, time_budget_min=args.time_budget_min,
                            seed=args.seed, threads=args.threads, out_dir=args.out_dir,
                            rot90_aug=args.aerial_preprocess == "raw", freeze_backbone=args.freeze_backbone,
+                           # north-aligned panoramas turn with their raw aerial image (drone views have no north)
+                           rot90_roll_ground=args.aerial_preprocess == "raw" and args.data in ("cvusa", "cvact",
+                                                                                               "vigor"),
                            backbone_lr_mult=args.backbone_lr_mult, init_checkpoint=args.init, amp=args.amp)
     except (ValueError, json.JSONDecodeError) as exc:
         return _err("train", exc)

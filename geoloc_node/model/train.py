@@ -55,6 +55,7 @@ class TrainConfig:
     color_jitter: float = 0.2
     heading_noise_deg: float = 3.0
     rot90_aug: bool = False  # raw aerial (drone/satellite): rotate the aerial view by multiples of 90 degrees
+    rot90_roll_ground: bool = False  # ... and turn a north-aligned ground panorama with it (VIGOR, CVUSA, CVACT raw)
     freeze_backbone: bool = False  # train only the hash heads (a pretrained backbone on very little data)
     init_checkpoint: str | None = None  # start from these weights (same model config), fresh optimiser
     backbone_lr_mult: float = 1.0  # < 1: fine-tune a pretrained backbone gently (its batch norms stay frozen)
@@ -165,7 +166,9 @@ def augment(g: torch.Tensor, a: torch.Tensor, mcfg: ModelConfig, tcfg: TrainConf
         a = torch.where(flip[:, None, None, None], a.flip(-1), a)
     if mcfg.aerial_preprocess == "raw" and tcfg.rot90_aug:
         k = int(torch.randint(0, 4, (1,), generator=gen))
-        a = torch.rot90(a, k, dims=(-2, -1))
+        a = torch.rot90(a, k, dims=(-2, -1))  # counter-clockwise: what was at azimuth t is now at t - 90 k
+        if tcfg.rot90_roll_ground:  # so a north-aligned panorama's columns move back by a quarter turn per k
+            g = torch.roll(g, shifts=-k * g.shape[-1] // 4, dims=-1)
     if aligned and tcfg.heading_noise_deg > 0:
         shift = torch.randn(b, generator=gen) * tcfg.heading_noise_deg / 360.0 * g.shape[-1]
         g = _roll_rows(g, shift.round().long())

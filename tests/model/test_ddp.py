@@ -90,3 +90,26 @@ def test_two_gloo_processes_end_on_identical_weights(tmp_path):
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 2 * STEPS and np.mean(losses[-STEPS:]) < np.mean(losses[:STEPS])
     assert wall < 120, f"2-process DDP run took {wall:.0f} s"
+
+
+def test_rot90_turns_a_north_aligned_panorama_with_its_raw_aerial_image():
+    from geoloc_node.model.train import augment
+
+    cfg = ModelConfig(backbone="vit_micro", bits=64, ground_hw=(4, 16), aerial_hw=(8, 8), aerial_preprocess="raw")
+    tcfg = TrainConfig(rot90_aug=True, rot90_roll_ground=True, flip_aug=False, color_jitter=0.0,
+                       heading_noise_deg=0.0)
+    g = torch.zeros(1, 3, 4, 16)
+    g[..., 0] = 1.0  # a landmark due north: column 0 of a north-aligned panorama
+    a = torch.zeros(1, 3, 8, 8)
+    a[..., 0, 3:5] = 1.0  # the same landmark at the top (north) edge of the aerial image
+    seen = set()
+    for seed in range(40):
+        g2, a2 = augment(g, a, cfg, tcfg, torch.Generator().manual_seed(seed))
+        # the aerial landmark's azimuth from the image centre, clockwise from north (row 0 = north)
+        rows, cols = np.nonzero(a2[0, 0].numpy())
+        az_aerial = np.degrees(np.arctan2(cols.mean() - 3.5, 3.5 - rows.mean())) % 360
+        col = int(np.nonzero(g2[0, 0, 0].numpy())[0][0])
+        az_ground = 360.0 * col / 16
+        assert az_ground == pytest.approx(az_aerial, abs=1e-6), seed
+        seen.add(round(az_aerial))
+    assert seen == {0, 90, 180, 270}
