@@ -30,10 +30,16 @@ def _ints(text: str) -> list[int]:
 
 
 def _add_data_args(p, train: bool) -> None:
-    p.add_argument("--data", choices=["synth", "cvusa", "u1652", "npz"], default="synth")
+    p.add_argument("--data", choices=["synth", "cvusa", "cvact", "vigor", "university1652", "u1652", "npz"],
+                   default="synth", help="synth worlds; a public dataset in its published layout (cvusa, cvact, vigor, "
+                                         "university1652: --data-root); the University-1652 sample mosaics (u1652); "
+                                         "PairArrays files (npz)")
     if train:
         p.add_argument("--seeds", type=_ints, default=[1, 2, 3, 4], help="synth: training world seeds")
         p.add_argument("--pairs-per-world", type=int, default=1500)
+        p.add_argument("--max-per-place", type=int, default=0,
+                       help="public datasets: at most this many training pairs per aerial image, evenly spread "
+                            "(University-1652 has 54 drone views per building; 0: all)")
     p.add_argument("--val-seed", type=int, default=99, help="synth: a world seed never used in training")
     p.add_argument("--val-pairs", type=int, default=1000)
     p.add_argument("--val-world-size-m", type=float, default=None,
@@ -44,7 +50,16 @@ def _add_data_args(p, train: bool) -> None:
     p.add_argument("--world-size-m", type=float, default=700.0)
     p.add_argument("--tile-size-m", type=float, default=50.0)
     p.add_argument("--cache-dir", default="runs/cache", help="synth: rendered pairs are cached here")
-    p.add_argument("--cvusa-root", default=None, help="cvusa: dataset root (splits/train-19zl.csv, ...)")
+    p.add_argument("--data-root", default=None, help="cvusa, cvact, vigor, university1652: the dataset's folder "
+                                                     "(see docs/model.md for each layout)")
+    p.add_argument("--cvusa-root", default=None, help="cvusa: the same as --data-root (kept for old commands)")
+    p.add_argument("--vigor-area", choices=["same", "cross"], default="same",
+                   help="vigor: same-area (all four cities) or cross-area (train NewYork+Seattle, test SanFrancisco+"
+                        "Chicago)")
+    p.add_argument("--vigor-labels", default="splits", help="vigor: label folder (splits, or splits__corrected)")
+    p.add_argument("--u1652-view", choices=["drone", "street"], default="drone",
+                   help="university1652: the ground side of the pairs")
+    p.add_argument("--load-workers", type=int, default=4, help="public datasets: image decoding threads")
     p.add_argument("--u1652-dir", default=None, help="u1652: folder of the two sample mosaics")
     p.add_argument("--npz", default=None, help="npz: PairArrays file(s), train[,val]")
 
@@ -136,6 +151,8 @@ def register(subparsers) -> None:
     p.add_argument("--init", default=None, help="start from this checkpoint's weights (fine-tuning)")
     p.add_argument("--time-budget-min", type=float, default=0.0, help="stop cleanly after this many minutes")
     p.add_argument("--seed", type=int, default=t.seed)
+    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default=t.amp or "auto",
+                   help="CUDA mixed precision: auto = bf16 where the GPU has it, else fp16 with a gradient scaler")
     p.add_argument("--threads", type=int, default=t.threads)
     p.add_argument("--out-dir", default=t.out_dir)
     p.add_argument("--no-resume", action="store_true")
@@ -187,10 +204,19 @@ def load_pairs(args, cfg, split: str):
                                            args.tile_size_m, workers=args.threads)
         return data.synth_pairs_cached([args.val_seed], args.val_pairs, cfg, args.cache_dir, _val_world_m(args),
                                        args.tile_size_m, min_separation_m=args.val_min_separation_m)
-    if args.data == "cvusa":
-        if not args.cvusa_root:
-            raise ValueError("--data cvusa needs --cvusa-root")
-        return data.cvusa_pairs(args.cvusa_root, split, cfg)
+    if args.data in ("cvusa", "cvact", "vigor", "university1652"):
+        from .datasets import load_view_set
+
+        options = {"vigor": {"area": args.vigor_area, "label_dir": args.vigor_labels},
+                   "university1652": {"view": args.u1652_view}}.get(args.data, {})
+        root = args.data_root or (args.cvusa_root if args.data == "cvusa" else None)
+        vs = load_view_set(args.data, root, split, **options)
+        if vs.skipped:
+            print(f"{vs.name} {vs.split}: {len(vs.skipped)} pairs skipped, an image missing (first: {vs.skipped[0]})",
+                  file=sys.stderr)
+        per_place = getattr(args, "max_per_place", 0) if split == "train" else 0
+        return data.view_set_pairs_cached(vs, cfg, args.cache_dir, per_place, args.load_workers,
+                                          progress=sys.stderr.isatty())
     if args.data == "u1652":
         return data.u1652_pairs("train" if split == "train" else "test", cfg, args.u1652_dir)
     files = (args.npz or "").split(",")
@@ -201,8 +227,10 @@ def load_pairs(args, cfg, split: str):
 
 
 def cmd_train(args) -> int:
+    import torch
+
     from .net import ModelConfig
-    from .train import TrainConfig, train
+    from .train import TrainConfig, barrier, init_distributed, train
 
     try:
         kwargs = json.loads(args.backbone_kwargs)
@@ -216,13 +244,30 @@ def cmd_train(args) -> int:
                            hard_negative_frac=args.hard_negative_frac, time_budget_min=args.time_budget_min,
                            seed=args.seed, threads=args.threads, out_dir=args.out_dir,
                            rot90_aug=args.aerial_preprocess == "raw", freeze_backbone=args.freeze_backbone,
-                           backbone_lr_mult=args.backbone_lr_mult, init_checkpoint=args.init)
+                           # north-aligned panoramas turn with their raw aerial image (drone views have no north)
+                           rot90_roll_ground=args.aerial_preprocess == "raw" and args.data in ("cvusa", "cvact",
+                                                                                               "vigor"),
+                           backbone_lr_mult=args.backbone_lr_mult, init_checkpoint=args.init, amp=args.amp)
+    except (ValueError, json.JSONDecodeError) as exc:
+        return _err("train", exc)
+    # under torchrun: join the process group first; rank 0 reads (and renders or caches) the data while the others
+    # wait, then they read its cache instead of all writing the same files at once
+    world, rank, _ = init_distributed()
+    main = rank == 0
+    try:
         t0 = time.time()
-        tr = load_pairs(args, mcfg, "train")
-        va = load_pairs(args, mcfg, "val")
-        print(f"data: {len(tr)} training pairs, {len(va)} validation pairs ({time.time() - t0:.0f} s)",
-              file=sys.stderr)
-    except (ValueError, FileNotFoundError, json.JSONDecodeError) as exc:
+        if not main:
+            barrier()
+        try:
+            tr = load_pairs(args, mcfg, "train")
+            va = load_pairs(args, mcfg, "val")
+        finally:
+            if main:
+                barrier()
+        if main:
+            print(f"data: {len(tr)} training pairs, {len(va)} validation pairs ({time.time() - t0:.0f} s)"
+                  + (f", {world} processes" if world > 1 else ""), file=sys.stderr)
+    except (ValueError, FileNotFoundError) as exc:
         return _err("train", exc)
     sampler = None
     if args.tile_jitter_m > 0:
@@ -235,6 +280,10 @@ def cmd_train(args) -> int:
         sampler = JitteredAerial(tr, mcfg, args.tile_jitter_m, args.world_size_m, args.tile_size_m, half_bin)
     last = train(mcfg, tcfg, tr, va, resume=not args.no_resume, log=lambda s: print(s, file=sys.stderr),
                  aerial_sampler=sampler)
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    if not main:
+        return 0
     best = Path(args.out_dir) / "best.pt"
     print(f"checkpoints: {last} (last), {best} (best validation)")
     if args.export_name:
@@ -278,7 +327,7 @@ def cmd_eval(args) -> int:
         zg = ge.embed_preprocessed(to_nchw_float(pairs.ground))
         dt = time.perf_counter() - t
         za = ae.embed_preprocessed(to_nchw_float(pairs.aerial))
-        m = retrieval_metrics(zg, za, pairs.en)
+        m = retrieval_metrics(zg, za, pairs.en, pairs.place)
         m.update({"name": f"{ge.spec.name} on {pairs.name}", "model": str(args.model), "backend": ge.backend,
                   "codes_per_s": round(len(pairs) / dt, 1),
                   "model_bytes": {b: ge.spec.onnx_path(b).stat().st_size for b in ("ground", "aerial")},

@@ -7,7 +7,6 @@ uint8 arrays, plus positions where known. Training adds augmentation on top (see
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
@@ -24,7 +23,10 @@ from .net import ModelConfig
 @dataclass
 class PairArrays:
     """N aligned pairs. ``en``: (east, north) metres of each ground view (None if unknown); ``group``: which world /
-    area each pair comes from (positives never cross groups); ``heading``: compass heading of pinhole views."""
+    area each pair comes from (positives never cross groups); ``heading``: compass heading of pinhole views.
+    ``place``: identity of each pair's positive aerial image (pairs that share one are not each other's negatives:
+    University-1652's drone views of a building, VIGOR panoramas in one satellite image); ``semi``: [N, K] places of
+    aerial images that also cover the ground camera (VIGOR's semi-positives; -1 pads), likewise never negatives."""
 
     ground: np.ndarray  # uint8 [N, Hg, Wg, 3]
     aerial: np.ndarray  # uint8 [N, Ha, Wa, 3]
@@ -32,6 +34,10 @@ class PairArrays:
     group: np.ndarray | None = None  # int64 [N]
     heading: np.ndarray | None = None  # float64 [N]
     name: str = ""
+    place: np.ndarray | None = None  # int64 [N]
+    semi: np.ndarray | None = None  # int64 [N, K]
+
+    OPTIONAL = ("en", "group", "heading", "place", "semi")
 
     def __len__(self) -> int:
         return len(self.ground)
@@ -41,22 +47,21 @@ class PairArrays:
         def pick(a):
             return None if a is None else a[idx]
 
-        return PairArrays(self.ground[idx], self.aerial[idx], pick(self.en), pick(self.group), pick(self.heading),
-                          self.name)
+        return PairArrays(self.ground[idx], self.aerial[idx], name=self.name,
+                          **{k: pick(getattr(self, k)) for k in self.OPTIONAL})
 
     @staticmethod
     def concat(parts: list[PairArrays]) -> PairArrays:
         def cat(attr):
             vals = [getattr(p, attr) for p in parts]
             return None if any(v is None for v in vals) else np.concatenate(vals)
-        return PairArrays(cat("ground"), cat("aerial"), cat("en"), cat("group"), cat("heading"),
-                          "+".join(p.name for p in parts))
+        return PairArrays(cat("ground"), cat("aerial"), name="+".join(p.name for p in parts),
+                          **{k: cat(k) for k in PairArrays.OPTIONAL})
 
     def save(self, path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {k: v for k, v in (("ground", self.ground), ("aerial", self.aerial), ("en", self.en),
-                                    ("group", self.group), ("heading", self.heading)) if v is not None}
+        arrays = {k: getattr(self, k) for k in ("ground", "aerial", *self.OPTIONAL) if getattr(self, k) is not None}
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, name=self.name, **arrays)
         tmp.replace(path)
@@ -65,9 +70,8 @@ class PairArrays:
     @classmethod
     def load(cls, path) -> PairArrays:
         with np.load(path, allow_pickle=False) as z:
-            return cls(ground=z["ground"], aerial=z["aerial"], en=z["en"] if "en" in z else None,
-                       group=z["group"] if "group" in z else None, heading=z["heading"] if "heading" in z else None,
-                       name=str(z["name"]))
+            return cls(ground=z["ground"], aerial=z["aerial"], name=str(z["name"]),
+                       **{k: z[k] if k in z else None for k in cls.OPTIONAL})
 
 
 # -- shared preprocessing (the runtime encoder's, applied once to a whole array) ---------------------------------------
@@ -274,39 +278,137 @@ class _Ortho:
         return self
 
 
-# -- CVUSA folder layout -------------------------------------------------------------------------------------------
-def cvusa_pairs(root, split: str, cfg: ModelConfig, limit: int | None = None) -> PairArrays:
-    """Pairs listed in ``root/splits/{train,val}-19zl.csv`` (CVUSA: ``aerial,ground[,...]`` paths relative to root).
-
-    Panoramas in CVUSA are north-aligned already. Columns beyond the second are ignored; a CSV with a header row
-    whose first cell is not a file is skipped.
-    """
+# -- the public datasets (CVUSA, CVACT, VIGOR, University-1652; adapters in .datasets) -------------------------------
+def _read_rgb(path) -> np.ndarray:
     import cv2
 
-    root = Path(root)
-    name = {"train": "train-19zl.csv", "val": "val-19zl.csv", "test": "val-19zl.csv"}.get(split, split)
-    csv_path = root / "splits" / name
-    if not csv_path.exists():
-        raise FileNotFoundError(f"CVUSA split {csv_path}: no such file (expected the CVUSA layout: "
-                                "splits/train-19zl.csv, splits/val-19zl.csv)")
-    rows = [r for r in csv.reader(open(csv_path, newline="")) if len(r) >= 2]
-    if rows and not (root / rows[0][0].strip()).exists() and not rows[0][0].strip().endswith((".jpg", ".png")):
-        rows = rows[1:]
+    im = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if im is None:
+        raise FileNotFoundError(f"cannot read image {path}")
+    return np.ascontiguousarray(im[:, :, ::-1])
+
+
+def panorama_band(pano: np.ndarray) -> np.ndarray:
+    """The rows of an equirectangular panorama that the runtime's convention covers (+-45 degrees of elevation about
+    the horizon, a 1:4 image): a full panorama (2:1, +-90 degrees, CVACT and VIGOR) is cut to its central half, as
+    SAFA does for CVACT; a panorama already that flat or flatter (CVUSA's 224 x 1232) is kept whole."""
+    h, w = pano.shape[:2]
+    keep = int(round(w / 4))
+    if h <= keep:
+        return pano
+    top = (h - keep) // 2
+    return pano[top:top + keep]
+
+
+def _ground_view(path, pair, cfg: ModelConfig) -> np.ndarray:
+    im = _read_rgb(path)
+    if pair.pano_col0_azimuth_deg is None:  # a drone view or a street photo: the image as it is
+        return pp.resize_batch(im[None], cfg.ground_hw)[0]
+    im = pp.resize_batch(panorama_band(im)[None], cfg.ground_hw)[0]
+    # roll into the runtime's convention (north at column 0) from the dataset's (north in the centre: azimuth 180)
+    return pp.align_panorama(im, 0.0, pair.pano_col0_azimuth_deg)
+
+
+def _pick_per_place(pairs: list, max_per_place: int) -> list[int]:
+    """Indices of at most ``max_per_place`` pairs per place, evenly spread over each place's pairs in their order
+    (University-1652's 54 drone views of a building circle it: even spacing keeps every side)."""
+    if max_per_place <= 0:
+        return list(range(len(pairs)))
+    by_place: dict[str, list[int]] = {}
+    for i, p in enumerate(pairs):
+        by_place.setdefault(p.place, []).append(i)
+    keep = []
+    for idx in by_place.values():
+        if len(idx) > max_per_place:
+            idx = [idx[int(k)] for k in np.linspace(0, len(idx) - 1, max_per_place).round()]
+        keep += idx
+    return sorted(keep)
+
+
+def view_set_pairs(view_set, cfg: ModelConfig, max_per_place: int = 0, workers: int = 4,
+                   progress: bool = False, chunk: int = 256) -> PairArrays:
+    """A :class:`.datasets.ViewSet` -> :class:`PairArrays`, each view preprocessed as the runtime encoders do it.
+
+    Ground panoramas: cut to +-45 degrees of elevation (:func:`panorama_band`), resized, rolled north to column 0.
+    Aerial images: through the model's aerial view (:class:`~geoloc_node.encoders.preprocess.AerialView`) at their
+    own size, north-up and square as published. Positions become ``en`` with one ``group`` per position frame (a
+    VIGOR city, CVACT's UTM zone); ``place``/``semi`` index the distinct aerial images. Images are decoded in
+    ``workers`` threads (OpenCV releases the GIL), ``chunk`` at a time, so that memory holds only the small arrays.
+    """
+    import concurrent.futures as cf
+
+    pairs = [view_set.pairs[i] for i in _pick_per_place(view_set.pairs, max_per_place)]
+    n = len(pairs)
+    places = sorted({p.place for p in pairs} | {str(s) for p in pairs for s in p.semi_positives})
+    place_id = {k: i for i, k in enumerate(places)}
+    # a semi-positive is named by its file; map it to the place of the pair whose positive that file is, if any
+    aerial_place = {str(p.aerial): p.place for p in pairs}
+    ground = np.empty((n, *cfg.ground_hw, 3), np.uint8)
+    aerial = np.empty((n, *cfg.aerial_hw, 3), np.uint8)
+    view = cfg.aerial_view()
+
+    def load(i):
+        return _ground_view(pairs[i].ground, pairs[i], cfg), _read_rgb(pairs[i].aerial)
+
+    starts = range(0, n, chunk)
+    with cf.ThreadPoolExecutor(max(1, workers)) as ex:
+        for s in progress_bar(len(starts), iterable=starts, enabled=progress, desc=f"read {view_set.name}",
+                              unit="chunk", leave=False):
+            got = list(ex.map(load, range(s, min(n, s + chunk))))
+            by_size: dict[tuple, list[int]] = {}
+            for k, (g, a) in enumerate(got):
+                ground[s + k] = g
+                by_size.setdefault(a.shape, []).append(k)
+            for shape, ks in by_size.items():  # one aerial-view call per image size (the runtime's path exactly)
+                tiles = np.stack([got[k][1] for k in ks])
+                if shape[0] != shape[1]:
+                    tiles = pp.resize_batch(tiles, (max(shape[:2]),) * 2)
+                aerial[[s + k for k in ks]] = view(tiles, np.zeros(len(ks)) if view.needs_heading else None)
+    frames = sorted({p.frame for p in pairs if p.position is not None})
+    en = group = None
+    if frames and all(p.position is not None for p in pairs):
+        en = np.array([p.position for p in pairs], np.float64)
+        group = np.array([frames.index(p.frame) for p in pairs], np.int64)
+    semi = None
+    k = max((len(p.semi_positives) for p in pairs), default=0)
+    if k:
+        semi = np.full((n, k), -1, np.int64)
+        for i, p in enumerate(pairs):
+            for j, s in enumerate(p.semi_positives):
+                semi[i, j] = place_id[aerial_place.get(str(s), str(s))]
+    return PairArrays(ground, aerial, en=en, group=group, name=f"{view_set.name}-{view_set.split}",
+                      place=np.array([place_id[p.place] for p in pairs], np.int64), semi=semi)
+
+
+def view_set_pairs_cached(view_set, cfg: ModelConfig, cache_dir=None, max_per_place: int = 0, workers: int = 4,
+                          progress: bool = True) -> PairArrays:
+    """:func:`view_set_pairs`, cached in ``cache_dir`` as an .npz keyed by the pairs and every setting that shapes
+    the arrays (decoding a whole dataset takes minutes; a resumed or repeated run reads the arrays back)."""
+    if cache_dir is None:
+        return view_set_pairs(view_set, cfg, max_per_place, workers, progress)
+    listing = hashlib.sha256("\n".join(f"{p.ground}|{p.aerial}" for p in view_set.pairs).encode()).hexdigest()
+    key = json.dumps({"set": view_set.name, "split": view_set.split, "pairs": listing, "per_place": max_per_place,
+                      "mode": cfg.mode, "hfov": cfg.hfov_deg, "g": cfg.ground_hw, "a": cfg.aerial_hw,
+                      "pre": cfg.aerial_preprocess, "psrc": cfg.polar_src_px, "phw": cfg.polar_hw,
+                      "geo": [cfg.tile_size_m, cfg.camera_height_m, cfg.ceiling_m], "v": 1}, sort_keys=True)
+    slug = "".join(c if c.isalnum() else "_" for c in view_set.name.lower())
+    path = Path(cache_dir) / f"{slug}_{view_set.split}_{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz"
+    if path.exists():
+        return PairArrays.load(path)
+    out = view_set_pairs(view_set, cfg, max_per_place, workers, progress)
+    out.save(path)
+    return out
+
+
+def cvusa_pairs(root, split: str, cfg: ModelConfig, limit: int | None = None) -> PairArrays:
+    """Pairs of a CVUSA-layout folder (``root/splits/{train,val}-19zl.csv``; 'test' reads val), preprocessed as the
+    runtime does: panoramas rolled from CVUSA's north-in-the-centre to north at column 0 (see :mod:`.datasets`)."""
+    from .datasets import cvusa
+
+    vs = cvusa(root, "val" if split == "test" else split)
     if limit:
-        rows = rows[:limit]
-    if not rows:
-        raise ValueError(f"CVUSA split {csv_path}: no pairs")
-    g, a = [], []
-    for r in rows:
-        ap, gp = root / r[0].strip(), root / r[1].strip()
-        ai, gi = cv2.imread(str(ap), cv2.IMREAD_COLOR), cv2.imread(str(gp), cv2.IMREAD_COLOR)
-        if ai is None or gi is None:
-            raise FileNotFoundError(f"CVUSA pair in {csv_path}: cannot read {ap if ai is None else gp}")
-        g.append(pp.resize_batch(gi[None, :, :, ::-1], cfg.ground_hw)[0])
-        a.append(ai[:, :, ::-1])
-    aerial = preprocess_aerial(pp.resize_batch(a, (max(x.shape[0] for x in a),) * 2), cfg,
-                               np.zeros(len(a)))
-    return PairArrays(np.stack(g), aerial, name=f"cvusa-{split}")
+        vs.pairs = vs.pairs[:limit]
+    return view_set_pairs(vs, cfg)
 
 
 # -- University-1652 sample mosaics ---------------------------------------------------------------------------------

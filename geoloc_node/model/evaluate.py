@@ -1,6 +1,8 @@
 """Retrieval and localisation metrics on packed codes (Hamming ranking) and on float embeddings (cosine).
 
 Protocol (CVUSA-style): one aerial view per ground view; query = ground, gallery = all aerial views of the test set.
+Where several ground views share one aerial image (University-1652's drone views of a building, VIGOR's panoramas in
+one satellite image: ``place``), the gallery holds each distinct aerial image once.
 Ties in Hamming distance are broken in a fixed random order (what an arbitrary-order exact search does on average):
 neither counted for nor against the model.
 """
@@ -14,13 +16,15 @@ import numpy as np
 from ..codes import hamming, pack_signs
 
 
-def ranks_from_scores(dist: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Rank (0 = best) of the true match (the diagonal) in each row of a [N, N] distance matrix (lower = closer)."""
+def ranks_from_scores(dist: np.ndarray, seed: int = 0, true_col: np.ndarray | None = None) -> np.ndarray:
+    """Rank (0 = best) of the true match in each row of a [N, M] distance matrix (lower = closer): column
+    ``true_col[i]`` of row i, the diagonal by default."""
     n = len(dist)
     rng = np.random.default_rng(seed)
     tie = rng.random(dist.shape)
-    true = dist[np.arange(n), np.arange(n)][:, None]
-    true_tie = tie[np.arange(n), np.arange(n)][:, None]
+    cols = np.arange(n) if true_col is None else np.asarray(true_col)
+    true = dist[np.arange(n), cols][:, None]
+    true_tie = tie[np.arange(n), cols][:, None]
     better = (dist < true) | ((dist == true) & (tie < true_tie))
     return better.sum(axis=1)
 
@@ -38,18 +42,29 @@ def recall_at(ranks: np.ndarray, n: int) -> dict:
             "R@1%": float(np.mean(ranks < one_pct)), "top1%_k": one_pct, "median_rank": float(np.median(ranks) + 1)}
 
 
-def retrieval_metrics(zg: np.ndarray, za: np.ndarray, en: np.ndarray | None = None) -> dict:
-    """Hamming (codes = signs) and cosine (floats) recall, and localisation error when positions are known."""
+def retrieval_metrics(zg: np.ndarray, za: np.ndarray, en: np.ndarray | None = None,
+                      place: np.ndarray | None = None) -> dict:
+    """Hamming (codes = signs) and cosine (floats) recall, and localisation error when positions are known.
+
+    ``place`` (optional, one id per pair): pairs with the same id share their aerial image, which then enters the
+    gallery once (otherwise its identical copies would tie with the true match). Positions are those of the ground
+    views, so localisation is reported only when every aerial image is one pair's own."""
     n = len(zg)
+    true_col = None
+    if place is not None:
+        uniq, first, inverse = np.unique(np.asarray(place), return_index=True, return_inverse=True)
+        if len(uniq) < n:
+            za, true_col, en = za[first], inverse.ravel(), None
+    m = len(za)
     cg, ca = pack_signs(zg), pack_signs(za)
     dh = hamming_matrix(cg, ca)
-    out = {"pairs": n, "chance_R@1": 1.0 / n, "hamming": recall_at(ranks_from_scores(dh), n)}
+    out = {"pairs": n, "gallery": m, "chance_R@1": 1.0 / m, "hamming": recall_at(ranks_from_scores(dh, 0, true_col), m)}
     g = zg / np.maximum(np.linalg.norm(zg, axis=1, keepdims=True), 1e-12)
     a = za / np.maximum(np.linalg.norm(za, axis=1, keepdims=True), 1e-12)
-    out["cosine"] = recall_at(ranks_from_scores(-(g @ a.T)), n)
+    out["cosine"] = recall_at(ranks_from_scores(-(g @ a.T), 0, true_col), m)
     bits = cg.shape[1] * 8
     out["bit_balance"] = float(np.abs(np.unpackbits(ca, axis=1).mean(0) - 0.5).mean())
-    out["mean_true_hamming"] = float(np.mean(np.diag(dh)))
+    out["mean_true_hamming"] = float(np.mean(dh[np.arange(n), np.arange(n) if true_col is None else true_col]))
     out["bits"] = bits
     if en is not None:
         out["localisation"] = localisation_errors(dh, en, en)
