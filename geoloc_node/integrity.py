@@ -73,6 +73,8 @@ class IntegrityMonitor:
         self.track_problem: str | None = "no track checked yet"
         self.track_ok = False  # the track is confirmed (see note_track)
         self.fresh_after: float | None = None  # only frames taken after this may (re)confirm the track (None: any)
+        self.from_table = False  # the filter's place came from the table (a start or restart), not from continuity
+        self.global_fit = None  # (stamp, distance of the best place from the filter, Relocalization) while lost
         self.locked_until: float | None = None  # frames that contradict the estimate are not used until then
         self.frames_gated = 0
         self.last: Integrity | None = None
@@ -89,6 +91,7 @@ class IntegrityMonitor:
     def note_gps(self, stamp: float) -> None:
         """A trusted GPS fix was fused: the estimate is anchored to it."""
         self.anchor_stamp = stamp
+        self.from_table = False
 
     def note_start_from_table(self, stamp: float) -> None:
         """The filter (re)started from the table's best matches (cold start, divergence, or the place its track fits
@@ -101,6 +104,7 @@ class IntegrityMonitor:
         self.track = None
         self.track_problem = "no track checked yet"
         self.track_ok, self.fresh_after = False, None  # the track starts again: all its frames are new
+        self.from_table, self.global_fit = True, None
         self.trusted_stamp = None
         self.lost_since = stamp
 
@@ -128,6 +132,11 @@ class IntegrityMonitor:
                 self.fresh_after is not None and verdict.stamp - self.fresh_after >= c.track_regain_s)
             self.track_ok = (enough and verdict.fresh_margin_bits >= c.track_recent_regain_bits and
                              verdict.fresh_z >= c.track_regain_min_z)
+
+    def note_global_fit(self, found, distance_m: float) -> None:
+        """The relocalizer's latest answer (:class:`geoloc_node.relocalize.Relocalization`): where on the whole table,
+        at any heading, the recent track fits best, ``distance_m`` from the filter."""
+        self.global_fit = (found.stamp, distance_m, found)
 
     def should_restart(self, stamp: float) -> bool:
         """Whether the filter is at a wrong place and should restart from the whole table (a cold start at every
@@ -190,6 +199,7 @@ class IntegrityMonitor:
         if reason is None:
             self.locked_until = stamp + c.gate_hold_s
             self.trusted_stamp = stamp
+            self.from_table, self.global_fit = False, None  # the place is confirmed: continuity from here
         elif self.lost_since is None:
             self.lost_since = stamp
         self.last = Integrity(reason is None, hpl, self._trust_reason(stamp, gps_trusted) if reason is None else reason,
@@ -223,9 +233,30 @@ class IntegrityMonitor:
                     f"best-match distinctness {self.distinctness or 0.0:.1f}): unreadable frames, or another place")
         if self.track_problem is not None:
             return self.track_problem
+        if self.from_table:
+            problem = self._global_problem(stamp)
+            if problem is not None:
+                return problem
         if not self.track_ok:
             return (f"confirming the camera's track on new frames ({t.fresh_length_m:.0f} of {c.track_regain_m:g} m; "
                     f"margin {max(t.fresh_margin_bits, -999.0):.1f} bits per frame, z {t.fresh_z:.1f})")
+        return None
+
+    def _global_problem(self, stamp: float) -> str | None:
+        """After the filter (re)started from the table, its place is trusted only where the recent track also fits
+        the whole table best at *any* heading: the track check compares places at the filter's heading only, and a
+        wrong place with the wrong heading can fit a track there (calibration, a kidnapped drive: a restart settled
+        320 m off and its track check passed with a margin of 20 bits per frame)."""
+        c = self.config
+        if c.relocalize_headings <= 0:
+            return None
+        fit = self.global_fit
+        if fit is None or stamp - fit[0] > c.evidence_max_age_s:
+            return "checking the place against the whole table at every heading (not enough track yet)"
+        _, distance, found = fit
+        if distance > c.alert_limit_m:
+            return (f"another place fits the camera's track better at some heading ({distance:.0f} m away; margin "
+                    f"{found.margin_bits:.1f} bits per frame)")
         return None
 
     def _track_problem(self, t) -> str | None:

@@ -32,6 +32,7 @@ from .health import HEALTHY, GpsHealthMonitor, HealthChange
 from .inputs import OdometryGate
 from .integrity import IntegrityMonitor
 from .records import CameraFrame, Estimate, GpsFix, InputRejected, Odometry, StateReset
+from .relocalize import Relocalizer
 from .search import TableSearch
 from .stamps import DROP, RESET, StampGate
 from .track_match import TrackFrame, TrackMatcher
@@ -69,6 +70,11 @@ class Pipeline:
                                   separation_m=ic.alert_limit_m, recent_frames=ic.track_recent_frames,
                                   recent_m=ic.track_recent_m) \
             if self.search is not None else None
+        self.relocalizer = Relocalizer(self.search, length_m=ic.track_length_m, spacing_m=ic.relocalize_spacing_m,
+                                       headings=ic.relocalize_headings, separation_m=2.0 * ic.alert_limit_m,
+                                       min_length_m=ic.relocalize_min_track_m,
+                                       min_margin_bits=ic.relocalize_margin_bits, min_z=ic.relocalize_track_z) \
+            if self.search is not None and ic.relocalize_headings > 0 else None
         pc = config.pipeline
         self.stamps = StampGate(pc.time_jump_reset_s, pc.time_jump_confirm_messages)
         self.odometry_gate = OdometryGate(pc.odometry_max_speed_mps, pc.odometry_max_yaw_rate_rps,
@@ -81,6 +87,7 @@ class Pipeline:
         self.counts = Counter({k: 0 for k in (
             "frames_received", "frames_processed", "frames_dropped", "frames_skipped_rate", "frames_skipped_healthy",
             "frames_rejected", "frames_outside_table", "gps_fixes", "odometry", "reinitialisations", "cold_starts",
+            "relocalizations",
             "bad_stamps", "duplicate_stamps", "out_of_order_stamps", "stale_stamps", "future_stamps", "time_resets",
             "frames_gated")})
         self.last_error = ""
@@ -122,6 +129,9 @@ class Pipeline:
         self.integrity.reset()  # (what the camera is stays known)
         if self.track is not None:
             self.track.reset()
+        if self.relocalizer is not None:
+            self.relocalizer.reset()
+        self._last_relocalize_check: float | None = None
         self._have_odometry = False
         self._last_odometry: Odometry | None = None
         self._odometer_m = 0.0
@@ -309,7 +319,7 @@ class Pipeline:
         if getattr(self.encoder, "mode", None) != "panorama" or not self._encoder_takes_headings:
             return None
         pc = self.config.pipeline
-        if self.filter.initialized:
+        if self.filter.initialized and not self._relocalizer_wants_frame():
             _, _, yaw, yaw_var = self.filter.estimate()
             if math.sqrt(yaw_var) <= math.radians(pc.heading_known_std_deg):
                 return [(90.0 - math.degrees(yaw)) % 360.0]
@@ -375,12 +385,23 @@ class Pipeline:
         hypothesis, table_bin = f.code_row_of_yaw(yaw, headings)
         pose = (odom.x, odom.y, odom.yaw)
         frame = TrackFrame(stamp, self._odometer_m, pose, np.atleast_2d(codes)[hypothesis].copy(), table_bin)
-        return frame, filter_en, yaw
+        every_heading = headings is None or len(headings) == max(1, self.config.pipeline.heading_hypotheses)
+        lost = (self._relocalizer_wants_frame() and every_heading) if self.relocalizer is not None else False
+        return frame, filter_en, yaw, (codes, headings) if lost else None
 
-    def _check_track(self, frame: TrackFrame, mean: np.ndarray, yaw: float) -> None:
+    def _relocalizer_wants_frame(self) -> bool:
+        """Lost (in fallback, the estimate not trustworthy) and this frame would extend the relocalizer's track: it
+        is then encoded at every heading."""
+        last = self.integrity.last
+        lost = self.fallback_active and (last is None or not last.trustworthy)
+        return lost and self.relocalizer is not None and self.relocalizer.wants_frame(self._odometer_m)
+
+    def _check_track(self, frame: TrackFrame, mean: np.ndarray, yaw: float, lost_codes) -> None:
         """Keep the frame and, every ``track_check_s``, score the track around the filter for the integrity
-        monitor."""
+        monitor; while lost, look for the place and heading of the recent track on the whole table."""
         stamp = frame.stamp
+        if self._relocalize(frame, mean, lost_codes):
+            return  # restarted where the track fits: this frame chose the place, it cannot also confirm it
         self.track.add(frame)
         if self._last_track_check is not None and stamp - self._last_track_check < self.config.integrity.track_check_s:
             return
@@ -390,6 +411,37 @@ class Pipeline:
             self.counts["reinitialisations"] += 1
             self.filter.reset()  # the next frame starts it from the whole table, at every heading
             self._started_from_table(stamp)
+
+    def _relocalize(self, frame: TrackFrame, mean: np.ndarray, lost_codes) -> bool:
+        """Lost: keep the frame (codes at every heading) and, every ``relocalize_check_s``, restart the filter where
+        the recent track fits the whole table decisively, when that is not where the filter is. Trusted again: drop
+        the frames. Whether it restarted the filter."""
+        r, ic = self.relocalizer, self.config.integrity
+        if r is None:
+            return False
+        last = self.integrity.last
+        if not self.fallback_active or (last is not None and last.trustworthy):
+            r.reset()
+            return False
+        if lost_codes is not None:
+            r.add(frame.stamp, frame.odometer_m, frame.odom, *lost_codes)
+        if self._last_relocalize_check is not None and \
+                frame.stamp - self._last_relocalize_check < ic.relocalize_check_s:
+            return False
+        self._last_relocalize_check = frame.stamp
+        found = r.locate(frame.stamp)
+        if found is None:
+            return False
+        distance = math.hypot(found.east - mean[0], found.north - mean[1])
+        self.integrity.note_global_fit(found, distance)
+        if not found.decisive or distance <= ic.alert_limit_m:
+            return False
+        stride = r.stride
+        self.filter.init_gaussian(found.east, found.north, np.eye(2) * stride ** 2, frame.stamp, yaw=found.yaw,
+                                  yaw_std=math.pi / r.n_headings, reason="relocalized: the recent track over the table")
+        self.counts["relocalizations"] += 1
+        self._started_from_table(frame.stamp)
+        return True
 
     def _single_frame(self, codes: np.ndarray, headings):
         """The paper's estimate: mean position of the global top-5 tiles (no filter, no prior), with the frame

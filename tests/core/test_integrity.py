@@ -209,3 +209,40 @@ def test_restart_only_for_a_wrong_place_on_readable_frames():
     assert not m.should_restart(s)  # unreadable frames: no place stands out, dead-reckon instead
     m.note_track(verdict(s, **{**wrong, "first_stamp": t + 2.0, "z": 6.0}))
     assert not m.should_restart(s)  # the filter's place stands out too: ambiguity, not a wrong place
+
+
+def _fit(stamp, margin=10.0):
+    return SimpleNamespace(stamp=stamp, margin_bits=margin)
+
+
+def test_a_place_from_the_table_needs_the_whole_table_to_agree_at_every_heading():
+    """After a (re)start from the table, a passing track check (which compares places at the filter's heading only)
+    is not enough: the relocalizer must have scored the track over the whole table at every heading recently, and
+    found its best place where the filter is."""
+    m = monitor()
+    m.note_start_from_table(99.0)
+    t = confirmed(m)
+    v = assess(m, t)
+    assert not v.trustworthy and "whole table" in v.reason
+    m.note_global_fit(_fit(t), distance_m=320.0)  # best elsewhere, at some heading
+    v = assess(m, t)
+    assert not v.trustworthy and "another place fits the camera's track better" in v.reason
+    m.note_global_fit(_fit(t + 1.0), distance_m=4.0)
+    assert assess(m, t + 1.0).trustworthy
+    assert not m.from_table  # confirmed: from here on the place follows from continuity
+    m.note_global_fit(_fit(t + 2.0), distance_m=320.0)  # no longer consulted
+    assert assess(m, t + 2.0).trustworthy
+
+
+def test_an_old_global_fit_does_not_count():
+    m = monitor()
+    m.note_start_from_table(99.0)
+    t = confirmed(m)
+    m.note_global_fit(_fit(t - CFG.evidence_max_age_s - 1.0), distance_m=2.0)
+    assert not assess(m, t).trustworthy
+
+
+def test_without_the_relocalizer_the_global_check_is_off():
+    m = monitor(config=IntegrityConfig(relocalize_headings=0))
+    m.note_start_from_table(99.0)
+    assert assess(m, confirmed(m)).trustworthy

@@ -1,0 +1,71 @@
+"""The relocalizer on the fake world: the recent track, encoded at every heading, is found on the whole table at the
+right place and heading; unreadable frames and short tracks decide nothing."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from fakes import Drive, FakeOracleEncoder, fake_frame
+
+from geoloc_node.relocalize import Relocalizer
+from geoloc_node.search import TableSearch
+
+HEADINGS = [i * 45.0 for i in range(8)]
+
+
+def _relocalizer(table, **kw):
+    return Relocalizer(TableSearch(table), length_m=60.0, spacing_m=4.0, headings=16, separation_m=50.0,
+                       min_length_m=40.0, min_margin_bits=8.0, min_z=6.5, **kw)
+
+
+def _feed(r, world, drive, t_end, encode=None, odom_rotation=0.7, t_start=60.0):
+    """Frames of ``drive`` up to ``t_end`` (s), every 4 m, encoded at 8 headings; odometry rotated from ENU by
+    ``odom_rotation`` (the relocalizer must find that rotation among its heading hypotheses)."""
+    enc = FakeOracleEncoder(world, flip_prob=0.08, heading_aware=True, seed=2)
+    c, s = math.cos(-odom_rotation), math.sin(-odom_rotation)
+    odometer, prev = 0.0, None
+    for t in np.arange(t_start, t_start + t_end, 0.1):  # (from 60 s the vehicle heads south-east, not north)
+        e, n = drive.truth(t)
+        if prev is not None:
+            odometer += math.hypot(e - prev[0], n - prev[1])
+        prev = (e, n)
+        if not r.wants_frame(odometer):
+            continue
+        hdg = drive.heading_deg(t)
+        yaw_enu = math.radians(90.0 - hdg)
+        pose = (c * e - s * n, s * e + c * n, yaw_enu - odom_rotation)  # the odometry frame is rotated
+        images = [fake_frame(t, e, n, hdg).image] * len(HEADINGS)
+        codes = enc.encode(images, HEADINGS) if encode is None else encode(len(HEADINGS))
+        r.add(t, odometer, pose, codes, HEADINGS)
+    return prev, math.radians(90.0 - drive.heading_deg(t))
+
+
+def test_the_track_is_found_at_its_place_and_heading(world, table):
+    drive = Drive(duration_s=90.0, seed=8)
+    r = _relocalizer(table)
+    (e, n), yaw = _feed(r, world, drive, 12.0)
+    found = r.locate(12.0)
+    assert found is not None and found.decisive, found
+    assert math.hypot(found.east - e, found.north - n) <= 15.0
+    assert abs(math.remainder(found.yaw - yaw, 2 * math.pi)) <= math.radians(360 / 16)
+    assert found.margin_bits >= 8.0 and found.z >= 6.5 and found.length_m >= 40.0
+
+
+def test_unreadable_frames_decide_nothing(world, table):
+    rng = np.random.default_rng(1)
+    r = _relocalizer(table)
+    _feed(r, world, Drive(duration_s=90.0, seed=8), 12.0,
+          encode=lambda k: rng.integers(0, 256, (k, world.bits // 8), dtype=np.uint8))
+    found = r.locate(12.0)
+    assert found is not None and not found.decisive and found.margin_bits < 8.0
+
+
+def test_a_short_track_is_not_located_and_frames_are_spaced(world, table):
+    r = _relocalizer(table)
+    _feed(r, world, Drive(duration_s=90.0, seed=8), 3.0)  # 24 m of driving
+    assert r.locate(3.0) is None
+    kept = [f.odometer_m for f in r.frames]
+    assert all(b - a >= 4.0 for a, b in zip(kept, kept[1:]))
+    r.reset()
+    assert not r.frames and r.wants_frame(0.0)
