@@ -18,8 +18,11 @@ What bounds the error, in order of the checks (the first that fails gives the re
 4. an anchor: either a trusted GPS fix at most ``gps_anchor_s`` ago (dead-reckoning from it, the cloud grows with the
    odometry noise), or visual confirmation: the camera frames keep agreeing with the filter's *prediction* (the log
    Bayes factor of each frame, :class:`~geoloc_node.tracking.VisualUpdate`, averaged over the last frames, at least
-   ``evidence_min``), recently (``evidence_max_age_s``), and, after the filter (re)started from the table's best
-   matches, along ``confirm_distance_m`` of driving (one place that matches is not yet a trajectory that matches).
+   ``evidence_min``), recently (``evidence_max_age_s``), and the track check (:mod:`geoloc_node.track_match`) finds
+   the recent track fitting here and nowhere else; after a failed check, on frames taken since (``track_regain_m``);
+5. after the filter (re)started from the table: the relocalizer (:mod:`geoloc_node.relocalize`) also finds the
+   recent track fitting the whole table best here, at any heading (the track check compares places at the filter's
+   heading only).
 
 Frames that do not agree with a confident prediction (log Bayes factor below ``frame_gate``) do not move the filter
 (:meth:`IntegrityMonitor.admits`): black, noisy or wrong-domain frames then cost only their evidence, and the position

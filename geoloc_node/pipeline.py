@@ -132,6 +132,7 @@ class Pipeline:
         if self.relocalizer is not None:
             self.relocalizer.reset()
         self._last_relocalize_check: float | None = None
+        self._all_headings_next = False  # the relocalizer wants the next frame at every heading (see _track_job)
         self._have_odometry = False
         self._last_odometry: Odometry | None = None
         self._odometer_m = 0.0
@@ -319,7 +320,7 @@ class Pipeline:
         if getattr(self.encoder, "mode", None) != "panorama" or not self._encoder_takes_headings:
             return None
         pc = self.config.pipeline
-        if self.filter.initialized and not self._relocalizer_wants_frame():
+        if self.filter.initialized and not self._all_headings_next:
             _, _, yaw, yaw_var = self.filter.estimate()
             if math.sqrt(yaw_var) <= math.radians(pc.heading_known_std_deg):
                 return [(90.0 - math.degrees(yaw)) % 360.0]
@@ -386,15 +387,13 @@ class Pipeline:
         pose = (odom.x, odom.y, odom.yaw)
         frame = TrackFrame(stamp, self._odometer_m, pose, np.atleast_2d(codes)[hypothesis].copy(), table_bin)
         every_heading = headings is None or len(headings) == max(1, self.config.pipeline.heading_hypotheses)
-        lost = (self._relocalizer_wants_frame() and every_heading) if self.relocalizer is not None else False
-        return frame, filter_en, yaw, (codes, headings) if lost else None
-
-    def _relocalizer_wants_frame(self) -> bool:
-        """Lost (in fallback, the estimate not trustworthy) and this frame would extend the relocalizer's track: it
-        is then encoded at every heading."""
         last = self.integrity.last
-        lost = self.fallback_active and (last is None or not last.trustworthy)
-        return lost and self.relocalizer is not None and self.relocalizer.wants_frame(self._odometer_m)
+        lost = self.relocalizer is not None and self.fallback_active and (last is None or not last.trustworthy)
+        # Lost, and the track has moved on by the relocalizer's spacing: the *next* frame is encoded at every heading.
+        # Decided here, from this frame's state, not when the next frame arrives: live, odometry keeps coming while a
+        # frame is encoded, and the node must encode what replay encodes.
+        self._all_headings_next = lost and self.relocalizer.wants_frame(self._odometer_m)
+        return frame, filter_en, yaw, (codes, headings) if lost and every_heading else None
 
     def _check_track(self, frame: TrackFrame, mean: np.ndarray, yaw: float, lost_codes) -> None:
         """Keep the frame and, every ``track_check_s``, score the track around the filter for the integrity
@@ -436,8 +435,16 @@ class Pipeline:
         self.integrity.note_global_fit(found, distance)
         if not found.decisive or distance <= ic.alert_limit_m:
             return False
-        stride = r.stride
-        self.filter.init_gaussian(found.east, found.north, np.eye(2) * stride ** 2, frame.stamp, yaw=found.yaw,
+        east, north, yaw = found.east, found.north, found.yaw
+        odom, (fx, fy, fyaw) = self._last_odometry, frame.odom
+        if odom is not None:  # live, odometry may have moved on since the frame: carry the place forward by it
+            phi = found.yaw - fyaw  # odometry frame -> east/north at the found heading
+            dx, dy = odom.x - fx, odom.y - fy
+            east += math.cos(phi) * dx - math.sin(phi) * dy
+            north += math.sin(phi) * dx + math.cos(phi) * dy
+            yaw += math.remainder(odom.yaw - fyaw, 2.0 * math.pi)
+        stamp = max(frame.stamp, self.filter.stamp if self.filter.stamp is not None else frame.stamp)
+        self.filter.init_gaussian(east, north, np.eye(2) * r.stride ** 2, stamp, yaw=yaw,
                                   yaw_std=math.pi / r.n_headings, reason="relocalized: the recent track over the table")
         self.counts["relocalizations"] += 1
         self._started_from_table(frame.stamp)
