@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from fakes import Drive, FakeOracleEncoder, fake_frame
+from fakes import Drive, FakeOracleEncoder, fake_frame, feed
 
 from geoloc_node.relocalize import Relocalizer
 from geoloc_node.search import TableSearch
@@ -69,3 +69,32 @@ def test_a_short_track_is_not_located_and_frames_are_spaced(world, table):
     assert all(b - a >= 4.0 for a, b in zip(kept, kept[1:]))
     r.reset()
     assert not r.frames and r.wants_frame(0.0)
+
+
+def test_the_pipeline_relocalizes_a_lost_filter_and_forgets_the_frames_that_chose(world, table):
+    """In the pipeline: a filter moved far from the truth during an outage is restarted by the relocalizer near
+    the truth; the restart empties the relocalizer (the frames that chose the place must not confirm it), and the
+    monitor then wants the whole table's word before trusting it."""
+    from geoloc_node.config import GeolocConfig
+    from geoloc_node.pipeline import Pipeline
+
+    drive = Drive(duration_s=80.0, seed=5)
+    events = drive.events(table.frame, outages=[(10.0, 80.0)])
+    p = Pipeline(GeolocConfig.from_flat({"tracking.n_particles": 600}), FakeOracleEncoder(world, flip_prob=0.1),
+                 table)
+    restarts = []
+    original = p._started_from_table
+
+    def spy(stamp):
+        original(stamp)
+        restarts.append((len(p.relocalizer.frames), p.integrity.from_table))
+
+    p._started_from_table = spy
+    feed(p, [ev for ev in events if ev[0] < 1020.0])
+    p.filter.init_gaussian(-250.0, 250.0, np.eye(2) * 25.0, 1020.0, reason="test: kidnapped")  # far from the truth
+    out = feed(p, [ev for ev in events if ev[0] >= 1020.0])
+    assert p.counts["relocalizations"] >= 1 and restarts
+    assert all(n == 0 and from_table for n, from_table in restarts)
+    last = [o for o in out if hasattr(o, "east")][-1]
+    te, tn = drive.truth(last.stamp - 1000.0)
+    assert math.hypot(last.east - te, last.north - tn) < 15.0
