@@ -224,6 +224,9 @@ class IntegrityConfig:
     relocalize_margin_bits: float = 8.0
     #: ... and stands out from all places and headings by this robust z, and the filter is not already there.
     relocalize_track_z: float = 6.5
+    #: A converged filter (protection level within the alert limit) is restarted by the relocalizer only after this
+    #: long (s) without a trustworthy estimate; an unconverged one at once.
+    relocalize_converged_after_s: float = 20.0
     #: Without CameraInfo the camera cannot be checked against the model: estimates from the camera are then never
     #: trustworthy.
     require_camera_info: bool = True

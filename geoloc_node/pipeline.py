@@ -63,13 +63,13 @@ class Pipeline:
         self.search = TableSearch(table) if table is not None else None
         self.health = GpsHealthMonitor(config.health)
         self.filter = ParticleFilter(self.search, config.tracking) if self.search is not None else None
-        self.integrity = IntegrityMonitor(config.integrity)
         ic = config.integrity
         self.track = TrackMatcher(self.search, length_m=ic.track_length_m, spacing_m=ic.track_spacing_m,
                                   max_frames=ic.track_max_frames, radius_m=ic.track_radius_m,
                                   separation_m=ic.alert_limit_m, recent_frames=ic.track_recent_frames,
                                   recent_m=ic.track_recent_m) \
             if self.search is not None else None
+        self.integrity = IntegrityMonitor(ic, self.track.resolution_m if self.track is not None else 0.0)
         self.relocalizer = Relocalizer(self.search, length_m=ic.track_length_m, spacing_m=ic.relocalize_spacing_m,
                                        headings=ic.relocalize_headings, separation_m=2.0 * ic.alert_limit_m,
                                        min_length_m=ic.relocalize_min_track_m,
@@ -439,7 +439,7 @@ class Pipeline:
             return False
         distance = math.hypot(found.east - mean[0], found.north - mean[1])
         self.integrity.note_global_fit(found, distance)
-        if not found.decisive or distance <= ic.alert_limit_m:
+        if not found.decisive or distance <= ic.alert_limit_m or not self._may_restart(frame.stamp):
             return False
         east, north, yaw = found.east, found.north, found.yaw
         odom, (fx, fy, fyaw) = self._last_odometry, frame.odom
@@ -455,6 +455,18 @@ class Pipeline:
         self.counts["relocalizations"] += 1
         self._started_from_table(frame.stamp)
         return True
+
+    def _may_restart(self, stamp: float) -> bool:
+        """A filter whose cloud has not converged may be restarted by the relocalizer at once; a converged one only
+        after ``relocalize_converged_after_s`` without a trustworthy estimate: a right filter whose track merely fails
+        to confirm (a table older than the world, weak frames) must not be thrown away for a decisive-looking wrong
+        place (evaluation, old table: a restart 94 m off)."""
+        last, ic = self.integrity.last, self.config.integrity
+        if last is None or last.hpl_m > ic.alert_limit_m:
+            return True
+        since = self.integrity.trusted_stamp if self.integrity.trusted_stamp is not None else \
+            self.integrity.lost_since
+        return since is None or stamp - since >= ic.relocalize_converged_after_s
 
     def _single_frame(self, codes: np.ndarray, headings):
         """The paper's estimate: mean position of the global top-5 tiles (no filter, no prior), with the frame

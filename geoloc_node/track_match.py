@@ -68,6 +68,7 @@ class TrackMatcher:
         self.separation_m = separation_m
         self.recent_frames = max(1, int(recent_frames))
         self.recent_m = float(recent_m)
+        self.resolution_m = 1.5 * self.stride  # places closer than this are "the filter's place"
         self.frames: deque[TrackFrame] = deque(maxlen=max(2, int(max_frames)))
         self.reset()
 
@@ -168,7 +169,7 @@ class TrackMatcher:
 
     def _separation(self, values: np.ndarray, dist: np.ndarray, pos: np.ndarray):
         """(margin, z, best z, where the best far alternative is) of per-frame track scores at the window's tiles."""
-        near = dist <= 1.5 * self.stride  # the filter's place, up to the grid's quantisation
+        near = dist <= self.resolution_m  # the filter's place, up to the grid's quantisation
         far = dist > self.separation_m
         own = float(values[near].min()) if near.any() else self.half_bits
         if far.any():

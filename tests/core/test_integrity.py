@@ -246,3 +246,16 @@ def test_without_the_relocalizer_the_global_check_is_off():
     m = monitor(config=IntegrityConfig(relocalize_headings=0))
     m.note_start_from_table(99.0)
     assert assess(m, confirmed(m)).trustworthy
+
+
+def test_without_gps_the_protection_level_is_never_finer_than_the_camera_can_tell_places():
+    """The track check takes every tile within 1.5 strides as "the filter's place": a camera-confirmed estimate's
+    HPL is at least that, however tight the cloud; with GPS it is the cloud's own."""
+    m = IntegrityMonitor(CFG, camera_resolution_m=15.0)
+    m.note_camera(GOOD_CAMERA)
+    t = confirmed(m)
+    v = assess(m, t)
+    assert v.trustworthy and v.hpl_m == 15.0
+    assert assess(m, t + 1.0, gps=True).hpl_m < 15.0
+    m.note_gps(t + 2.0)  # dead-reckoning from a trusted fix: bounded by the cloud grown with the odometry noise
+    assert assess(m, t + 2.5).hpl_m < 15.0
