@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/bench_build.py --tiles 20000 --ray-workers 2 --json    # local Ray, 2 encoder actors
     .venv/bin/python benchmarks/bench_build.py --tiles 20000 --kill --json             # kill -9 mid-build, then rerun
     .venv/bin/python benchmarks/bench_build.py --quick --json     # 20,000 tiles: plain + kill/resume, Ray 1 and 2
+    .venv/bin/python benchmarks/bench_build.py --assemble-tiles 1000000 --json   # memory of assembling 1e6 tiles
 
 Each build is the real ``python -m geoloc_node.cli build-table`` in a child process, with the shipped panorama model
 (ONNX Runtime, ``--threads`` per worker, default 1), on a synthetic orthophoto (GeoTIFF, 0.5 m/px, EPSG:32631) with
@@ -134,6 +135,55 @@ def one(tiles: int, workers: int | None, threads: int, kill: bool, tmp: Path) ->
             "load_1min": round(load, 2)}
 
 
+def assemble_only(tiles: int, tmp: Path) -> dict:
+    """The one step whose memory grows with the table: assembling it from its shard files. Shard files of random
+    codes (as the encoder would leave them) over a sparse GeoTIFF's grid, then the real assembly, with the process's
+    peak RSS reset in between (Linux clear_refs), so the number is the assembly's."""
+    import numpy as np
+    import rasterio
+
+    import geoloc_node.table_builder as tb
+    from geoloc_node.build_shards import ShardResult, ShardStore
+    from geoloc_node.encoders import find_spec
+    from geoloc_node.models import shipped_model_path
+    from geoloc_node.ortho import OrthoSource, ShardCounts
+
+    side = math.ceil(math.sqrt(tiles))
+    px = int(round(((side - 1) * STRIDE + TILE) / GSD))
+    tif = tmp / "sparse.tif"
+    with rasterio.open(tif, "w", driver="GTiff", width=px, height=px, count=3, dtype="uint8", crs="EPSG:32631",
+                       transform=rasterio.transform.from_origin(499_000.0, 5_541_000.0, GSD, GSD), tiled=True,
+                       sparse_ok=True):
+        pass  # nothing written: a sparse file, the grid is all this step needs
+    src = OrthoSource(tif, TILE, STRIDE)
+    model = shipped_model_path()
+    spec = find_spec(model)[0]
+    out = tmp / "assembled.gltab"
+    store = ShardStore(out)
+    job = store.open_job({"bench": "assemble"})
+    rng = np.random.default_rng(0)
+    for s in range(src.n_shards):
+        r, c = src.shard_positions(s)
+        ids = (r[:, None] * src.cols + c[None, :]).ravel()
+        lon, lat = src._to_wgs84.transform(*src.centre_xy(ids))
+        store.save(ShardResult(s, ids, rng.integers(0, 256, (len(ids), 1, spec.bits // 8), dtype=np.uint8),
+                               np.asarray(lat), np.asarray(lon), ShardCounts(len(ids))))
+    before = _rss_mb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (peak RSS) to the current RSS
+    t0 = time.perf_counter()
+    res = tb._assemble(store, src, out, spec, tb.BuildConfig(), job, model, 1)
+    return {"tiles": res.tiles, "assemble_s": round(time.perf_counter() - t0, 2), "rss_before_mb": before,
+            "peak_rss_mb": _rss_mb("VmHWM"), "table_mb": round(out.stat().st_size / 2**20, 1),
+            "load_1min": round(os.getloadavg()[0], 2)}
+
+
+def _rss_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return round(int(line.split()[1]) / 1024.0, 1)
+    return float("nan")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiles", type=int, default=20_000)
@@ -142,7 +192,13 @@ def main(argv=None) -> int:
     ap.add_argument("--kill", action="store_true", help="kill -9 the build mid-shard first, then rerun it")
     ap.add_argument("--quick", action="store_true", help="20,000 tiles: plain with kill/resume, Ray 1 and 2 workers")
     ap.add_argument("--json", action="store_true", help="one JSON object per line")
+    ap.add_argument("--assemble-tiles", type=int, default=None, help="only measure assembling a table of this many "
+                                                                     "tiles from shard files (memory, time)")
     args = ap.parse_args(argv)
+    if args.assemble_tiles:
+        with tempfile.TemporaryDirectory(prefix="bench_build_") as d:
+            print(json.dumps(assemble_only(args.assemble_tiles, Path(d))))
+        return 0
     if args.kill and args.ray_workers:
         ap.error("--kill measures lost tiles in the plain engine only (Ray's actors are not counted)")
     runs = ([(20_000, None, True), (20_000, 1, False), (20_000, 2, False)] if args.quick
