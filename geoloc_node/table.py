@@ -308,9 +308,14 @@ def open_table(path, *, expected_fingerprint: str | None = None, verify: bool = 
 
     Raises :class:`TableError` naming the file and the problem when it is missing, truncated, of another format version,
     corrupt (a checksum differs; ``verify=False`` skips the section checksums, not the header's) or made by another
-    encoder than ``expected_fingerprint``.
+    encoder than ``expected_fingerprint``. A table set folder (:mod:`.table_set`) opens too, as a
+    :class:`~geoloc_node.table_set.TableSet` with the same interface.
     """
     path = Path(path)
+    if path.is_dir() and (path / "index.json").is_file():
+        from .table_set import open_table_set
+
+        return open_table_set(path, expected_fingerprint=expected_fingerprint, verify=verify)
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
