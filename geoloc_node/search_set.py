@@ -34,12 +34,10 @@ class TableSetSearch:
             raise ValueError(f"k={k} is larger than the table ({self.table.n_tiles} tiles)")
         q = self._query(code)
         b = self._check_bin(heading_bin)
-        dist, idx = _EMPTY_D, _EMPTY_I
+        best = None
         for s, info in enumerate(self.table.shards):
-            m = self._cell(s).topk(q, min(k, int(info["n_tiles"])), b)
-            dist, idx = _best(np.concatenate([dist, m.distances]), np.concatenate([idx, m.indices + info["offset"]]),
-                              k)
-        return self._matches(idx, dist)
+            best = _merge(best, self._cell(s).topk(q, min(k, int(info["n_tiles"])), b), info["offset"], k)
+        return best
 
     def warm_up(self) -> None:
         """Compile / load the window kernels (see :meth:`TableSearch.warm_up`) on the first cell."""
@@ -78,12 +76,10 @@ class TableSetSearch:
         k = TableSearch._check_k(k)
         q = self._query(code)
         b = self._check_bin(heading_bin)
-        dist, idx = _EMPTY_D, _EMPTY_I
+        best = None
         for s in self._near(east, north, radius_m):
-            m = self._cell(s).topk_window(q, east, north, radius_m, k, b)
-            dist, idx = _best(np.concatenate([dist, m.distances]),
-                              np.concatenate([idx, m.indices + self.table.offset(s)]), k)
-        return self._matches(idx, dist)
+            best = _merge(best, self._cell(s).topk_window(q, east, north, radius_m, k, b), self.table.offset(s), k)
+        return best if best is not None else Matches(indices=_EMPTY_I, distances=_EMPTY_D, en=np.empty((0, 2)))
 
     # -- helpers -----------------------------------------------------------------------------------------------
     def _near(self, east: float, north: float, radius_m: float) -> np.ndarray:
@@ -114,12 +110,17 @@ class TableSetSearch:
             raise ValueError(f"heading bin {heading_bin} outside [0, {self.table.heading_bins})")
         return int(heading_bin)
 
-    def _matches(self, idx: np.ndarray, dist: np.ndarray) -> Matches:
-        en = self.table.en[idx].astype(np.float64) if len(idx) else np.empty((0, 2))
-        return Matches(indices=idx, distances=dist, en=en)
 
 
-def _best(dist: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k best by (distance, tile index): one table's order of equal distances."""
+def _merge(best: Matches | None, cell: Matches, offset: int, k: int) -> Matches:
+    """The k best of ``best`` and a cell's matches (cell indices + ``offset``), by (distance, set tile index): one
+    table's order of equal distances. The first cell's matches pass as they are (the usual window: one cell)."""
+    cell = Matches(indices=cell.indices + offset, distances=cell.distances, en=cell.en)
+    if best is None or len(best) == 0:
+        return cell
+    if len(cell) == 0:
+        return best
+    dist = np.concatenate([best.distances, cell.distances])
+    idx = np.concatenate([best.indices, cell.indices])
     order = np.lexsort((idx, dist))[:k]
-    return dist[order].astype(np.int32), idx[order].astype(np.int64)
+    return Matches(indices=idx[order], distances=dist[order], en=np.concatenate([best.en, cell.en])[order])

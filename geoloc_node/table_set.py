@@ -206,7 +206,7 @@ class TableSet(RegionTable):
     ``max_open`` mapped at a time (least recently used closed first)."""
 
     shards: list = dataclasses.field(default_factory=list)
-    max_open: int = 16
+    max_open: int = 64
     verify_cells: bool = False
 
     is_table_set = True
@@ -282,7 +282,7 @@ class TableSet(RegionTable):
 
 
 def open_table_set(path, *, expected_fingerprint: str | None = None, verify: bool = True,
-                   max_open: int = 16) -> TableSet:
+                   max_open: int = 64) -> TableSet:
     """Open a table set folder: the index is read and checked; with ``verify`` every cell is checked in full now
     (one at a time), otherwise each cell's header is checked when the cell is first used."""
     path = Path(path)
