@@ -5,14 +5,16 @@
 
 The same random 256-bit codes on a square grid (10 m stride) are written as one file and as a set of 2 km cells. Each
 is then searched in a fresh child process as the node does (opened without checksums, ``TableSearch``, one thread):
-``--windows`` top-5 window searches of ``--radius-m`` (400 m: about 5,000 tiles) at random centres over the whole
-region (cold pages), then ``--topk`` whole-table top-5 searches (a cold start). Printed per layout: median and p99
-window latency, RSS after the window searches and after the whole-table searches (VmRSS, MB), and its peak (VmHWM).
+``--windows`` top-5 window searches of ``--radius-m`` (400 m: about 5,000 tiles), centred along a drive (10 m per
+query) or at random over the whole region (cold pages every time: the worst case), then ``--topk`` whole-table
+top-5 searches (a cold start). Printed per layout and kind of windows: median and p99 window latency, RSS after the
+window searches and after the whole-table searches (VmRSS, MB), its peak (VmHWM), and how often a cell was mapped.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -31,7 +33,7 @@ for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 import numpy as np
 from geoloc_node.search import TableSearch
 from geoloc_node.table import open_table
-path, windows, radius, topk = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+path, windows, radius, topk, mode = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 def rss(field):
     for line in open("/proc/self/status"):
         if line.startswith(field + ":"):
@@ -43,9 +45,18 @@ rng = np.random.default_rng(1)
 cov = t.coverage()
 q = rng.integers(0, 256, 32, dtype=np.uint8)
 lat = []
+lo_e, hi_e = cov["east_min"] + radius, cov["east_max"] - radius
+lo_n, hi_n = cov["north_min"] + radius, cov["north_max"] - radius
+e, n, heading = (lo_e + hi_e) / 2, (lo_n + hi_n) / 2, 0.0
 for _ in range(windows):
-    e = rng.uniform(cov["east_min"] + radius, cov["east_max"] - radius)
-    n = rng.uniform(cov["north_min"] + radius, cov["north_max"] - radius)
+    if mode == "random":  # anywhere: every query lands on cold pages (the worst case)
+        e, n = rng.uniform(lo_e, hi_e), rng.uniform(lo_n, hi_n)
+    else:  # a drive: 10 m per frame (100 m/s at 10 Hz, fast), turning a little, bouncing off the edges
+        heading += rng.normal(0, 0.05)
+        e, n = e + 10 * np.sin(heading), n + 10 * np.cos(heading)
+        if not (lo_e < e < hi_e and lo_n < n < hi_n):
+            heading += np.pi
+            e, n = min(max(e, lo_e), hi_e), min(max(n, lo_n), hi_n)
     t0 = time.perf_counter()
     s.topk_window(q, e, n, radius, 5)
     lat.append(time.perf_counter() - t0)
@@ -92,13 +103,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench_set_") as d:
         one, tset = write_both(Path(d), args.tiles, args.cell_m)
-        for name, path in (("one file", one), ("set", tset)):
+        for (name, path), mode in itertools.product((("one file", one), ("set", tset)), ("drive", "random")):
             load = os.getloadavg()[0]
             t0 = time.perf_counter()
             out = subprocess.run([sys.executable, "-c", CHILD, str(path), str(args.windows), str(args.radius_m),
-                                  str(args.topk)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                  str(args.topk), mode], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                                  capture_output=True, text=True, check=True)
-            r = {"layout": name, "tiles": args.tiles, **json.loads(out.stdout.strip().splitlines()[-1]),
+            r = {"layout": name, "windows": mode, "tiles": args.tiles,
+                 **json.loads(out.stdout.strip().splitlines()[-1]),
                  "seconds": round(time.perf_counter() - t0, 1), "load_1min": round(load, 2)}
             print(json.dumps(r) if args.json else r, flush=True)
     return 0

@@ -35,8 +35,9 @@ class TableSetSearch:
         q = self._query(code)
         b = self._check_bin(heading_bin)
         best = None
-        for s, info in enumerate(self.table.shards):
-            best = _merge(best, self._cell(s).topk(q, min(k, int(info["n_tiles"])), b), info["offset"], k)
+        for s, info in enumerate(self.table.shards):  # merged as it goes: one cell's answer held at a time
+            best = _best_of([(self._cell(s).topk(q, min(k, int(info["n_tiles"])), b), info["offset"])] +
+                            ([(best, 0)] if best is not None else []), k)
         return best
 
     def warm_up(self) -> None:
@@ -76,19 +77,32 @@ class TableSetSearch:
         k = TableSearch._check_k(k)
         q = self._query(code)
         b = self._check_bin(heading_bin)
-        best = None
-        for s in self._near(east, north, radius_m):
-            best = _merge(best, self._cell(s).topk_window(q, east, north, radius_m, k, b), self.table.offset(s), k)
-        return best if best is not None else Matches(indices=_EMPTY_I, distances=_EMPTY_D, en=np.empty((0, 2)))
+        found = [(self._cell(s).topk_window(q, east, north, radius_m, k, b), self.table.offset(s))
+                 for s in self._near(east, north, radius_m)]
+        if len(found) == 1:  # the usual window: one cell, its answer as it is
+            m, off = found[0]
+            return Matches(indices=m.indices + off, distances=m.distances, en=m.en)
+        if not found:
+            return Matches(indices=_EMPTY_I, distances=_EMPTY_D, en=np.empty((0, 2)))
+        return _best_of(found, k)
 
     # -- helpers -----------------------------------------------------------------------------------------------
-    def _near(self, east: float, north: float, radius_m: float) -> np.ndarray:
-        """Cells whose tile bounding box meets the window's square."""
+    def _near(self, east: float, north: float, radius_m: float):
+        """Cells that may hold tiles of the window: by the cell grid (a tile's cell is its position over the set's
+        cell size, so the window's square spans these cells), else by the cells' bounding boxes."""
         if not (math.isfinite(east) and math.isfinite(north)):
             raise CoordinateError(f"window centre must be finite, got ({east}, {north})")
         if not (math.isfinite(radius_m) and radius_m > 0):
             raise ValueError(f"window radius must be a positive number of metres, got {radius_m}")
-        bb = self.table.bboxes
+        t = self.table
+        m = t.shard_m
+        if m > 0 and len(t.by_cell) == len(t.shards):
+            c0, c1 = math.floor((east - radius_m) / m), math.floor((east + radius_m) / m)
+            r0, r1 = math.floor((north - radius_m) / m), math.floor((north + radius_m) / m)
+            if (c1 - c0 + 1) * (r1 - r0 + 1) <= len(t.shards):
+                got = (t.by_cell.get((r, c)) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1))
+                return [k for k in got if k is not None]
+        bb = t.bboxes
         hit = (bb[:, 0] <= east + radius_m) & (bb[:, 2] >= east - radius_m) & \
               (bb[:, 1] <= north + radius_m) & (bb[:, 3] >= north - radius_m)
         return np.flatnonzero(hit)
@@ -112,15 +126,10 @@ class TableSetSearch:
 
 
 
-def _merge(best: Matches | None, cell: Matches, offset: int, k: int) -> Matches:
-    """The k best of ``best`` and a cell's matches (cell indices + ``offset``), by (distance, set tile index): one
-    table's order of equal distances. The first cell's matches pass as they are (the usual window: one cell)."""
-    cell = Matches(indices=cell.indices + offset, distances=cell.distances, en=cell.en)
-    if best is None or len(best) == 0:
-        return cell
-    if len(cell) == 0:
-        return best
-    dist = np.concatenate([best.distances, cell.distances])
-    idx = np.concatenate([best.indices, cell.indices])
+def _best_of(found: list, k: int) -> Matches:
+    """The k best of several cells' matches ``[(matches, offset of the cell), ...]`` by (distance, set tile index):
+    one table's order of equal distances."""
+    dist = np.concatenate([m.distances for m, _ in found])
+    idx = np.concatenate([m.indices + off for m, off in found])
     order = np.lexsort((idx, dist))[:k]
-    return Matches(indices=idx[order], distances=dist[order], en=np.concatenate([best.en, cell.en])[order])
+    return Matches(indices=idx[order], distances=dist[order], en=np.concatenate([m.en for m, _ in found])[order])
