@@ -12,7 +12,9 @@ the smallest square grid of tile positions (50 m tiles every 10 m) holding ``--t
 ``tiles`` (positions), ``tiles_per_s`` (positions / wall-clock seconds of the whole command: imports, model load, Ray
 start, assembly included), ``peak_rss_mb`` (the build process and the processes it waited for; Ray's workers are not
 its children, so with Ray it is the driver's), ``workers``, ``resume_lost_tiles`` (tiles encoded before the kill that
-the rerun encoded again; null without ``--kill``), ``seconds``, and the machine's 1-minute load at the start.
+the rerun encoded again; null without ``--kill``), ``seconds``, ``encode_tiles_per_s`` (the shards alone, as the
+build reports it: actor start and model load included; interpreter, Ray's own start and assembly not: the number to
+compare 1 and 2 workers by), and the machine's 1-minute load at the start.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import argparse
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -73,27 +76,31 @@ def make_geotiff(path: Path, tiles: int) -> int:
     return side * side
 
 
-def run_build(tif: Path, out: Path, workers: int | None, threads: int, counter: Path, kill_after_shards=None):
-    """One build in a child process: (seconds, peak RSS MB, returncode)."""
-    argv = ["build-table", "--geotiff", str(tif), "--out", str(out), "--threads", str(threads), "--no-progress"]
+def run_build(tif: Path, out: Path, workers: int | None, threads: int, counter: Path, kill_after_shards=None,
+              shard_side: int = 64):
+    """One build in a child process: (seconds of the whole command, seconds the build reported, peak RSS MB)."""
+    argv = ["build-table", "--geotiff", str(tif), "--out", str(out), "--threads", str(threads), "--no-progress",
+            "--shard-side", str(shard_side)]
     if workers:
         argv += ["--ray", "--ray-workers", str(workers)]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SOURCE_DATE_EPOCH": "1700000000"}
+    log = out.with_name(out.name + ".log")
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", COUNTING_DRIVER, json.dumps(argv), str(counter)], cwd=ROOT,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    if kill_after_shards is not None:
-        _kill_mid_shard(proc, out, counter, kill_after_shards)
-    _, status, usage = os.wait4(proc.pid, 0)
+    with open(log, "w") as f:  # a file, not a pipe: Ray's log lines must never block the build
+        proc = subprocess.Popen([sys.executable, "-c", COUNTING_DRIVER, json.dumps(argv), str(counter)], cwd=ROOT,
+                                env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        if kill_after_shards is not None:
+            _kill_mid_shard(proc, out, counter, kill_after_shards, shard_side ** 2 // 2)
+        _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t0
-    err = proc.stderr.read().decode(errors="replace")
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if kill_after_shards is None and proc.returncode != 0:
-        raise SystemExit(f"build failed ({proc.returncode}):\n{err[-3000:]}")
-    return seconds, usage.ru_maxrss / 1024.0, proc.returncode
+    text = log.read_text(errors="replace")
+    if kill_after_shards is None and os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"build failed ({os.waitstatus_to_exitcode(status)}):\n{text[-3000:]}")
+    m = re.search(r"encoding ([0-9.]+) s", text)
+    return seconds, (float(m.group(1)) if m else None), usage.ru_maxrss / 1024.0
 
 
-def _kill_mid_shard(proc, out: Path, counter: Path, after: int) -> None:
+def _kill_mid_shard(proc, out: Path, counter: Path, after: int, into_next: int) -> None:
     """SIGKILL the build (its whole process group) once ``after`` shards are on disk and the next one is half
     encoded: the worst honest case short of a full shard."""
     from geoloc_node.build_shards import ShardStore
@@ -104,13 +111,13 @@ def _kill_mid_shard(proc, out: Path, counter: Path, after: int) -> None:
         if len(done) >= after:
             saved = sum(len(store.load(s).ids) for s in done)
             encoded = sum(int(v) for v in counter.read_text().split()) if counter.exists() else 0
-            if encoded - saved >= 2048:  # half of a default 64 x 64 shard
+            if encoded - saved >= into_next:  # half of the next shard encoded, none of it saved
                 os.killpg(proc.pid, signal.SIGKILL)
                 return
         time.sleep(0.02)
 
 
-def one(tiles: int, workers: int | None, threads: int, kill: bool, tmp: Path) -> dict:
+def one(tiles: int, workers: int | None, threads: int, kill: bool, tmp: Path, shard_side: int = 64) -> dict:
     tif = tmp / f"ortho_{tiles}.tif"
     positions = make_geotiff(tif, tiles) if not tif.exists() else math.ceil(math.sqrt(tiles)) ** 2
     load = os.getloadavg()[0]
@@ -120,18 +127,20 @@ def one(tiles: int, workers: int | None, threads: int, kill: bool, tmp: Path) ->
     if kill:
         from geoloc_node.build_shards import ShardStore
 
-        run_build(tif, out, workers, threads, counter, kill_after_shards=2)
+        run_build(tif, out, workers, threads, counter, kill_after_shards=2, shard_side=shard_side)
         encoded_before = sum(int(v) for v in counter.read_text().split())
         store = ShardStore(out)
         saved = sum(len(store.load(s).ids) for s in store.done())
         lost = encoded_before - saved
         counter.unlink()
-    seconds, rss, _ = run_build(tif, out, workers, threads, counter)
+    seconds, encode_s, rss = run_build(tif, out, workers, threads, counter, shard_side=shard_side)
     # Ray's actors encode in other processes, which the counting driver does not reach: a fresh build encodes all
     encoded = sum(int(v) for v in counter.read_text().split()) if counter.exists() else positions
     return {"tiles": positions, "tiles_per_s": round(encoded / seconds, 1), "peak_rss_mb": round(rss, 1),
             "workers": workers or 1, "engine": "ray" if workers else "local", "threads_per_worker": threads,
             "resume_lost_tiles": lost, "encoded_this_run": encoded, "seconds": round(seconds, 2),
+            # the shards alone (model load and Ray's actors included; interpreter, Ray's start and assembly not)
+            "encode_tiles_per_s": round(encoded / encode_s, 1) if encode_s else None, "shard_side": shard_side,
             "load_1min": round(load, 2)}
 
 
@@ -189,6 +198,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tiles", type=int, default=20_000)
     ap.add_argument("--ray-workers", type=int, default=None, help="build with a local Ray and this many encoders")
     ap.add_argument("--threads", type=int, default=1, help="encoder threads per worker")
+    ap.add_argument("--shard-side", type=int, default=64, help="build-table --shard-side (64: 4,096 tiles a shard)")
     ap.add_argument("--kill", action="store_true", help="kill -9 the build mid-shard first, then rerun it")
     ap.add_argument("--quick", action="store_true", help="20,000 tiles: plain with kill/resume, Ray 1 and 2 workers")
     ap.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -205,7 +215,7 @@ def main(argv=None) -> int:
             else [(args.tiles, args.ray_workers, args.kill)])
     with tempfile.TemporaryDirectory(prefix="bench_build_") as d:
         for tiles, workers, kill in runs:
-            r = one(tiles, workers, args.threads, kill, Path(d))
+            r = one(tiles, workers, args.threads, kill, Path(d), args.shard_side)
             print(json.dumps(r) if args.json else
                   f"{r['tiles']:,} tiles, {r['engine']} x{r['workers']}: {r['tiles_per_s']:.0f} tiles/s, peak RSS "
                   f"{r['peak_rss_mb']:.0f} MB, lost on resume {r['resume_lost_tiles']} (load {r['load_1min']})",

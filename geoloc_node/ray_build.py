@@ -13,6 +13,7 @@ Ray is imported here only: the runtime path and the node never load it (``pip in
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -50,9 +51,11 @@ def _objects(values: list) -> np.ndarray:
     return a
 
 
-def encode_shards_on_ray(recipe: dict, model_path, pending: list[int], cfg, bins: int, save, on_positions) -> int:
+def encode_shards_on_ray(recipe: dict, model_path, pending: list[int], cfg, bins: int, save,
+                         on_positions) -> tuple[int, float]:
     """Encode ``pending`` shards with Ray Data; ``save`` gets each :class:`.build_shards.ShardResult` as it arrives
-    (in any order), ``on_positions`` its tile positions. Returns the number of encoder actors."""
+    (in any order), ``on_positions`` its tile positions. Returns the number of encoder actors and the seconds from
+    Ray being up to the last shard (actor start and model load included, Ray's own start not)."""
     try:
         import ray
     except ImportError:
@@ -67,8 +70,9 @@ def encode_shards_on_ray(recipe: dict, model_path, pending: list[int], cfg, bins
         gpus = int(resources.get("GPU", 0))
         threads = max(1, int(cfg.threads))
         workers = cfg.ray_workers or (gpus or max(1, int(resources.get("CPU", 1)) // threads))
+        t0 = time.perf_counter()
         if not pending:
-            return workers
+            return workers, 0.0
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # our own progress line counts tiles; Ray's would count shards
         ctx.execution_options.preserve_order = False  # shard files are kept by id: arrival order is free
@@ -82,7 +86,7 @@ def encode_shards_on_ray(recipe: dict, model_path, pending: list[int], cfg, bins
             result = ShardResult.from_arrays(row)
             save(result)
             on_positions(result.counts.positions)
-        return workers
+        return workers, time.perf_counter() - t0
     finally:
         if cfg.ray == "local":
             ray.shutdown()

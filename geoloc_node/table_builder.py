@@ -113,10 +113,12 @@ def build_table(source, aerial_model_path, out_path, cfg: BuildConfig, progress:
             if cfg.ray:
                 from .ray_build import encode_shards_on_ray
 
-                workers = encode_shards_on_ray(source.recipe(), aerial_model_path, pending, cfg, bins, store.save,
-                                               bar.update)
+                workers, encode_s = encode_shards_on_ray(source.recipe(), aerial_model_path, pending, cfg, bins,
+                                                         store.save, bar.update)
             else:
+                t_enc = time.perf_counter()
                 _encode_here(source, aerial_model_path, pending, cfg, bins, store, bar)
+                encode_s = time.perf_counter() - t_enc
         except KeyboardInterrupt:
             kept = len(store.done())
             print(f"build-table: stopped with {kept} of {source.n_shards} shards kept in {store.dir}: run the same "
@@ -128,6 +130,7 @@ def build_table(source, aerial_model_path, out_path, cfg: BuildConfig, progress:
     result.positions_encoded = source.n_positions - before
     result.seconds = time.perf_counter() - t0
     result.engine, result.workers = engine, workers
+    result.extra["encode_seconds"] = round(encode_s, 2)  # the shards alone: no Ray start, no assembly
     return result
 
 
@@ -330,5 +333,6 @@ def _run(args) -> int:
     print(f"wrote {res.path}: {t.n_tiles} tiles, {t.bits} bits, {t.heading_bins} heading bin(s), encoder "
           f"{t.header.encoder_fingerprint[:16]}...; {res.positions} positions, skipped {res.skipped_nodata} on "
           f"nodata and {res.skipped_partial} at the edge; {res.positions_encoded} encoded in {res.seconds:.1f} s "
-          f"({res.tiles_per_s:.0f} tiles/s, {res.engine}, {res.workers} worker(s))")
+          f"({res.tiles_per_s:.0f} tiles/s, {res.engine}, {res.workers} worker(s); encoding "
+          f"{res.extra['encode_seconds']} s)")
     return 0
