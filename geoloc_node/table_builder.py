@@ -47,7 +47,8 @@ class BuildConfig:
     ``backend``/``threads``: the encoder runtime, per worker (see :func:`geoloc_node.encoders.load_encoder`);
     ``ray``: None for this process, "local" for a Ray started here, or a Ray cluster address; ``ray_workers``: encoder
     actors (default: one per ``threads`` CPUs of the cluster, or one per GPU); ``progress_every_s``: off a terminal, a
-    progress line (tiles/s, ETA) this often."""
+    progress line (tiles/s, ETA) this often; ``set_cell_m``: the output is a table set (:mod:`.table_set`) of cells
+    of this many metres."""
 
     tile_size_m: float = 50.0
     stride_m: float = 10.0
@@ -59,6 +60,7 @@ class BuildConfig:
     ray: str | None = None
     ray_workers: int | None = None
     progress_every_s: float = 30.0
+    set_cell_m: float | None = None  # write a table set of cells this size (a folder) instead of one file
 
 
 @dataclass
@@ -124,7 +126,16 @@ def build_table(source, aerial_model_path, out_path, cfg: BuildConfig, progress:
             print(f"build-table: stopped with {kept} of {source.n_shards} shards kept in {store.dir}: run the same "
                   "command again to resume", file=sys.stderr)
             raise
-    result = _assemble(store, source, out, spec, cfg, job, aerial_model_path, bins)
+    if cfg.set_cell_m:  # one file first (the same bytes as ever), then cut into cells; the file goes
+        from .table_set import split_table
+
+        single = out.with_name(f".{out.name}.single.gltab")
+        result = _assemble(store, source, single, spec, cfg, job, aerial_model_path, bins)
+        split_table(single, out, shard_m=cfg.set_cell_m)
+        single.unlink()
+        result.path = out
+    else:
+        result = _assemble(store, source, out, spec, cfg, job, aerial_model_path, bins)
     store.remove()
     result.shards_resumed = len(done)
     result.positions_encoded = source.n_positions - before
@@ -256,6 +267,8 @@ def _check_cfg(cfg: BuildConfig) -> None:
         raise TableBuildError("heading_bins, batch and shard_side must be >= 1")
     if cfg.ray_workers is not None and cfg.ray_workers < 1:
         raise TableBuildError("ray_workers must be >= 1")
+    if cfg.set_cell_m is not None and not (cfg.set_cell_m > 0 and math.isfinite(cfg.set_cell_m)):
+        raise TableBuildError("set_cell_m must be a positive number of metres")
 
 
 # -- CLI -------------------------------------------------------------------------------------------------------------
@@ -284,6 +297,8 @@ def register(subparsers) -> None:
                    help="encode with Ray Data: without ADDRESS a Ray started on this machine, with one (e.g. "
                         "ray://head:10001 or auto) that cluster; the GeoTIFF and model must be readable by every "
                         "worker at the same path (see docs/tables.md)")
+    p.add_argument("--set-cell-m", type=float, default=None, help="write a table set (a folder: index + one table "
+                                                                   "per cell of this many metres) instead of one file")
     p.add_argument("--ray-workers", type=int, default=None, help="encoder actors (default: the cluster's CPUs / "
                                                                  "--threads, or its GPUs)")
     p.add_argument("--backend", default=d.backend, choices=["auto", "onnxruntime", "tensorrt", "torch"])
@@ -310,7 +325,7 @@ def _run(args) -> int:
             tile_size_m = find_spec(model)[0].aerial.tile_size_m
         cfg = BuildConfig(tile_size_m=tile_size_m, stride_m=args.stride_m, heading_bins=args.heading_bins,
                           batch=args.batch, shard_side=args.shard_side, backend=args.backend, threads=args.threads,
-                          ray=args.ray, ray_workers=args.ray_workers)
+                          ray=args.ray, ray_workers=args.ray_workers, set_cell_m=args.set_cell_m)
         if args.tiles and not args.csv:
             print("geoloc build-table: --tiles needs --csv", file=sys.stderr)
             return 2

@@ -14,6 +14,8 @@ from .ortho import OrthoError, ShardCounts, TileBatch
 
 
 class TileFolderSource:
+    """Tiles listed in a CSV, read file by file, a shard (``shard_side`` squared rows) at a time."""
+
     kind = "tiles"
 
     def __init__(self, folder, csv_path, shard_side: int = 64):

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("rasterio")
@@ -133,3 +134,20 @@ def test_ray_stays_out_of_the_runtime_path():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr or "ray was imported"
+
+
+def test_a_build_can_write_a_table_set(geotiff, tmp_path):
+    from geoloc_node.models import shipped_model_path
+    from geoloc_node.table import open_table
+    from geoloc_node.table_set import TableSet
+
+    one = build_geotiff(geotiff, shipped_model_path(), tmp_path / "one.gltab", _cfg(), progress=False)
+    res = build_geotiff(geotiff, shipped_model_path(), tmp_path / "region_set",
+                        BuildConfig(shard_side=SHARD_SIDE, batch=BATCH, threads=1, set_cell_m=100.0), progress=False)
+    a, b = open_table(one.path), open_table(res.path)
+    assert isinstance(b, TableSet) and len(b.shards) >= 4 and b.n_tiles == a.n_tiles == 256
+    assert not list(tmp_path.glob(".*single*")) and not (tmp_path / "region_set.build").exists()
+    ea, eb = np.asarray(a.en), np.asarray(b.en)
+    ka, kb = np.lexsort(np.round(ea.T, 1)), np.lexsort(np.round(eb.T, 1))
+    assert np.allclose(ea[ka], eb[kb], atol=0.02)
+    assert np.array_equal(np.asarray(a.codes)[:, ka], np.asarray(b.codes)[:, kb])
