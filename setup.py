@@ -49,6 +49,9 @@ setup(
             "ros-jazzy-geometry-msgs", "ros-jazzy-diagnostic-msgs", "ros-jazzy-visualization-msgs",
             "ros-jazzy-std-msgs", "ros-jazzy-lifecycle-msgs", "ros-jazzy-rosgraph-msgs",
         ],
+        # Ray Data: the distributed engine of `geoloc build-table --ray` (a local Ray on one machine, or a cluster).
+        # Only the table builder imports it, lazily; the node and replay never do.
+        "cluster": ["ray[data]>=2.60,<3"],
         "dev": ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.6",
                 "mcap-ros2-support>=0.5",
                 "hypothesis>=6.100"],  # fuzzing of message conversion and the pipeline (tests/pipeline/test_fuzz.py)

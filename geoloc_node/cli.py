@@ -22,6 +22,7 @@ COMMANDS = {
     "build-engine": ("geoloc_node.encoders.cli", "build a TensorRT engine from an ONNX model (cached)"),
     "build-table": ("geoloc_node.table_builder", "encode aerial imagery into a region table"),
     "table-info": ("geoloc_node.table_cli", "show and validate a region table"),
+    "table-split": ("geoloc_node.table_cli", "split a region table into a table set (cells by geography)"),
     "replay": ("geoloc_node.replay_cli", "replay a rosbag2 through the pipeline and write a report"),
     "bag-recover": ("geoloc_node.bag_recover", "recover an unfinished or damaged rosbag2 (cut MCAP, no metadata.yaml)"),
 }

@@ -24,3 +24,7 @@ class TableError(GeolocError):
 
 class EmptyTableError(GeolocError, ValueError):
     """An operation needs at least one tile and the table has none."""
+
+
+class TableBuildError(GeolocError, ValueError):
+    """The input imagery, the model or a previous unfinished build cannot be used (the message names the file)."""

@@ -53,7 +53,16 @@ class SearchConfig:
 
 
 class TableSearch:
-    """Searches one opened :class:`~geoloc_node.table.RegionTable`."""
+    """Searches one opened :class:`~geoloc_node.table.RegionTable`. Given a table set
+    (:class:`~geoloc_node.table_set.TableSet`) it returns a :class:`~geoloc_node.search_set.TableSetSearch`, which has
+    the same methods and searches the set cell by cell: callers need not know which they hold."""
+
+    def __new__(cls, table=None, config: SearchConfig = SearchConfig()):
+        if cls is TableSearch and getattr(table, "is_table_set", False):
+            from .search_set import TableSetSearch
+
+            return TableSetSearch(table, config)
+        return super().__new__(cls)
 
     def __init__(self, table: RegionTable, config: SearchConfig = SearchConfig()):
         self.table = table

@@ -153,24 +153,88 @@ def write_table(path, codes, lat, lon, *, bits: int, tile_size_m: float, stride_
     ``codes`` is uint8 [N, bits/8] (one heading bin, panoramas) or [N, heading_bins, bits/8]; ``lat``/``lon`` are the
     tile centres in WGS84 degrees. The tiles are reordered by grid cell; their coordinates travel with them.
     """
-    path = Path(path)
     codes = as_codes(codes, bits)
-    bits = check_bits(bits)
     if codes.ndim == 2:
         codes = codes[:, None, :]
     if codes.ndim != 3:
         raise ValueError(f"codes must be [N, bytes] or [N, heading_bins, bytes], got shape {codes.shape}")
-    n = codes.shape[0]
+    return write_table_chunks(path, [(0, codes)], lat, lon, bits=bits, heading_bins=codes.shape[1],
+                              tile_size_m=tile_size_m, stride_m=stride_m, encoder_fingerprint=encoder_fingerprint,
+                              provenance=provenance, origin=origin, cell_m=cell_m, verify=False)
+
+
+def write_table_chunks(path, code_chunks, lat, lon, *, bits: int, heading_bins: int, tile_size_m: float,
+                       stride_m: float, encoder_fingerprint: str, provenance: dict | None = None,
+                       origin: tuple[float, float] | None = None, cell_m: float | None = None,
+                       verify: bool = True) -> Path:
+    """Write a region table atomically from codes that arrive in chunks, and return its path.
+
+    ``code_chunks`` yields ``(start, codes)``: uint8 [n, heading_bins, bits/8] for tiles ``start .. start + n`` of
+    ``lat``/``lon`` (WGS84 degrees of all N tiles); together they must cover every tile exactly once, in any order.
+    Each chunk goes straight to its sorted place in the file (a memory map), so the codes never sit in RAM all at once:
+    memory follows the largest chunk plus about 40 bytes per tile of coordinates. ``verify``: the temporary file is
+    opened and fully checked (every checksum) before it replaces ``path``. Same bytes as :func:`write_table`.
+    """
+    path = Path(path)
+    bits = check_bits(bits)
+    n = len(np.asarray(lat))
     if n == 0:
         raise EmptyTableError("cannot write a region table with no tiles")
     lat, lon = check_latlon(lat, lon)
     if lat.shape != (n,) or lon.shape != (n,):
-        raise ValueError(f"lat/lon must each have shape ({n},) to match the codes, got {lat.shape} and {lon.shape}")
+        raise ValueError(f"lat and lon must be 1-D arrays of the same length, got {lat.shape} and {lon.shape}")
     if not (stride_m > 0 and tile_size_m > 0):
         raise ValueError("tile_size_m and stride_m must be positive")
     if not isinstance(encoder_fingerprint, str) or not encoder_fingerprint:
         raise ValueError("encoder_fingerprint must be a non-empty string (the sha256 of the aerial encoder)")
+    frame, grid, order, east, north, cell_start = _layout(lat, lon, stride_m, origin, cell_m)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n, dtype=np.int64)  # tile i of the input goes to row rank[i] of the file
+    nbytes = bits // 8
+    arrays = {
+        "latlon_e7": np.stack([np.round(lat[order] * 1e7), np.round(lon[order] * 1e7)], axis=1).astype(np.int32),
+        "en": np.stack([east[order], north[order]], axis=1).astype(np.float32),
+        "cell_start": cell_start,
+    }
+    shapes = {"codes": ((heading_bins, n, nbytes), np.dtype(np.uint8)),
+              **{k: (a.shape, a.dtype) for k, a in arrays.items()}}
+    header = TableHeader(format_version=FORMAT_VERSION, n_tiles=n, bits=bits, heading_bins=int(heading_bins),
+                         tile_size_m=float(tile_size_m), stride_m=float(stride_m),
+                         encoder_fingerprint=encoder_fingerprint, origin_lat=frame.lat0, origin_lon=frame.lon0,
+                         grid=grid, provenance=provenance if provenance is not None else default_provenance())
+    # sha256 hex digests all have the same length: lay out with placeholders, fill them in once the data is written
+    header, raw = _lay_out(header, shapes, dict.fromkeys(shapes, "0" * 64))
+    sec = header.sections
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.truncate(sec["cell_start"]["offset"] + cell_start.nbytes)  # the padding between sections reads as zeros
+        digests = {"codes": _scatter_codes(tmp, sec["codes"]["offset"], (heading_bins, n, nbytes), code_chunks,
+                                           rank)}
+        digests.update({k: hashlib.sha256(memoryview(a).cast("B")).hexdigest() for k, a in arrays.items()})
+        header, raw_final = _lay_out(header, shapes, digests)
+        if len(raw_final) != len(raw):
+            raise RuntimeError("table header changed length between layout and write")  # pragma: no cover
+        with open(tmp, "r+b") as f:
+            f.write(_PREFIX.pack(MAGIC, FORMAT_VERSION, len(raw_final), hashlib.sha256(raw_final).digest()))
+            f.write(raw_final)
+            for name, a in arrays.items():
+                f.seek(sec[name]["offset"])
+                f.write(memoryview(a).cast("B"))
+            f.flush()
+            os.fsync(f.fileno())
+        if verify:
+            open_table(tmp, expected_fingerprint=encoder_fingerprint, verify=True)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
 
+
+def _layout(lat, lon, stride_m, origin, cell_m):
+    """The table's tangent plane, grid and tile order (sorted by grid cell, stable)."""
     if origin is None:  # centre of the tiles' bounding box: keeps float32 metres precise across the table
         origin = ((lat.min() + lat.max()) / 2.0, (lon.min() + lon.max()) / 2.0)
     frame = LocalFrame(float(origin[0]), float(origin[1]))
@@ -185,49 +249,52 @@ def write_table(path, codes, lat, lon, *, bits: int, tile_size_m: float, stride_
     order = np.argsort(cell, kind="stable")
     cell_start = np.zeros(grid.rows * grid.cols + 1, dtype=np.int64)
     np.cumsum(np.bincount(cell, minlength=grid.rows * grid.cols), out=cell_start[1:])
+    return frame, grid, order, east, north, cell_start
 
-    arrays = {
-        "codes": np.ascontiguousarray(codes[order].transpose(1, 0, 2)),
-        "latlon_e7": np.stack([np.round(lat[order] * 1e7), np.round(lon[order] * 1e7)], axis=1).astype(np.int32),
-        "en": np.stack([east[order], north[order]], axis=1).astype(np.float32),
-        "cell_start": cell_start,
-    }
-    header = TableHeader(format_version=FORMAT_VERSION, n_tiles=n, bits=bits, heading_bins=codes.shape[1],
-                         tile_size_m=float(tile_size_m), stride_m=float(stride_m),
-                         encoder_fingerprint=encoder_fingerprint, origin_lat=frame.lat0, origin_lon=frame.lon0,
-                         grid=grid, provenance=provenance if provenance is not None else default_provenance())
-    header, raw = _lay_out(header, arrays)
-    sections = header.sections
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+def _scatter_codes(tmp: Path, offset: int, shape: tuple, code_chunks, rank: np.ndarray) -> str:
+    """Write each chunk of codes to its sorted rows of the (bin-major) codes section; return the section's sha256.
+    Refuses chunks that miss a tile or give one twice: a table with a hole would look valid."""
+    bins, n, nbytes = shape
+    seen = np.zeros(n, dtype=bool)
+    mm = np.memmap(tmp, dtype=np.uint8, mode="r+", offset=offset, shape=shape)
     try:
-        with open(tmp, "wb") as f:
-            f.write(_PREFIX.pack(MAGIC, FORMAT_VERSION, len(raw), hashlib.sha256(raw).digest()))
-            f.write(raw)
-            for name in _SECTIONS:
-                f.write(b"\0" * (sections[name]["offset"] - f.tell()))
-                f.write(memoryview(arrays[name]).cast("B"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
+        for start, chunk in code_chunks:
+            chunk = np.asarray(chunk, dtype=np.uint8)
+            if chunk.ndim != 3 or chunk.shape[1:] != (bins, nbytes) or not 0 <= start <= n - len(chunk):
+                raise ValueError(f"code chunk at {start} has shape {chunk.shape}; expected [n, {bins}, {nbytes}] "
+                                 f"within {n} tiles")
+            rows = rank[start:start + len(chunk)]
+            if seen[start:start + len(chunk)].any():
+                raise ValueError(f"code chunk at {start} gives some tiles a second time")
+            seen[start:start + len(chunk)] = True
+            for b in range(bins):
+                mm[b, rows] = chunk[:, b]
+        if not seen.all():
+            raise ValueError(f"the code chunks left {int((~seen).sum())} of {n} tiles without codes")
+        mm.flush()
+        h = hashlib.sha256()
+        flat = mm.reshape(-1)
+        step = 64 << 20
+        for i in range(0, flat.size, step):  # hashed in slices: the section is never copied whole
+            h.update(memoryview(np.ascontiguousarray(flat[i:i + step])).cast("B"))
+        return h.hexdigest()
+    finally:
+        del mm
 
 
-def _lay_out(header: TableHeader, arrays: dict) -> tuple[TableHeader, bytes]:
+def _lay_out(header: TableHeader, shapes: dict, digests: dict) -> tuple[TableHeader, bytes]:
     """The header with its section offsets, and its padded JSON. The offsets depend on the header's length, which
     depends on the offsets: iterate until stable (twice at most)."""
+    header = dataclasses.replace(header, sections={})  # the same guess with placeholder and with real digests
     header_len_guess = len(header.to_json()) + 4096
     for _ in range(4):
         offset = _align(_PREFIX.size + header_len_guess)
         sections = {}
         for name in _SECTIONS:
-            a = arrays[name]
-            sections[name] = {"offset": offset, "dtype": a.dtype.str, "shape": list(a.shape),
-                              "sha256": hashlib.sha256(memoryview(a).cast("B")).hexdigest()}
-            offset = _align(offset + a.nbytes)
+            shape, dtype = shapes[name]
+            sections[name] = {"offset": offset, "dtype": dtype.str, "shape": list(shape), "sha256": digests[name]}
+            offset = _align(offset + dtype.itemsize * math.prod(shape))
         header = dataclasses.replace(header, sections=sections)
         raw = header.to_json()
         if len(raw) <= header_len_guess:
@@ -241,9 +308,14 @@ def open_table(path, *, expected_fingerprint: str | None = None, verify: bool = 
 
     Raises :class:`TableError` naming the file and the problem when it is missing, truncated, of another format version,
     corrupt (a checksum differs; ``verify=False`` skips the section checksums, not the header's) or made by another
-    encoder than ``expected_fingerprint``.
+    encoder than ``expected_fingerprint``. A table set folder (:mod:`.table_set`) opens too, as a
+    :class:`~geoloc_node.table_set.TableSet` with the same interface.
     """
     path = Path(path)
+    if path.is_dir() and (path / "index.json").is_file():
+        from .table_set import open_table_set
+
+        return open_table_set(path, expected_fingerprint=expected_fingerprint, verify=verify)
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:

@@ -125,6 +125,26 @@ def test_progress_bar_only_on_a_terminal():
     assert not isinstance(real, NullBar) and "build" in term.getvalue() and "10/10" in term.getvalue()
 
 
+
+def test_a_log_gets_a_rate_line_now_and_then(monkeypatch):
+    """Off a terminal, long jobs (build-table) ask for a line every so often: count, rate of this run, ETA."""
+    import geoloc_node.progress as progress
+
+    now = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    log = io.StringIO()
+    bar = progress_bar(1000, file=log, desc="build-table t.gltab", unit="tile", initial=100, log_every_s=30)
+    assert isinstance(bar, progress.RateLog)
+    now[0] += 10
+    bar.update(50)
+    assert log.getvalue() == ""  # not yet 30 s
+    now[0] += 20
+    bar.update(250)  # 300 tiles in 30 s: 10 tile/s; 600 left: 60 s
+    assert log.getvalue().strip() == "build-table t.gltab: 400/1,000 tile (40.0 %), 10 tile/s, ETA 0:01:00"
+    assert isinstance(progress_bar(10, file=log, log_every_s=30, enabled=False), NullBar)
+    assert not isinstance(progress_bar(10, file=log), progress.RateLog)  # only when asked for
+
+
 # -- bagplay stops quietly on SIGTERM --------------------------------------------------------------------------------
 def test_bagplay_stops_quietly_on_sigterm(tmp_path):
     pytest.importorskip("rclpy")

@@ -1,6 +1,6 @@
 """build-table stopped by SIGTERM or SIGHUP (timeout, systemd, docker stop, a closed SSH session) behaves as Ctrl-C:
-exit code 130, progress kept in the partial file, no table half-written, and the same command resumes to the same
-table. Runs the real command in a subprocess with the shipped model (ONNX Runtime)."""
+exit code 130, finished shards kept, no table half-written, and the same command resumes to the same table. Runs the
+real command in a subprocess with the shipped model (ONNX Runtime)."""
 
 import json
 import signal
@@ -14,6 +14,7 @@ import pytest
 
 rasterio = pytest.importorskip("rasterio")
 
+from geoloc_node.build_shards import ShardStore  # noqa: E402
 from geoloc_node.cli import main as geoloc  # noqa: E402
 from geoloc_node.table import open_table  # noqa: E402
 from geoloc_node.table_builder import build_table_from_geotiff  # noqa: E402
@@ -22,22 +23,22 @@ from .conftest import toy_world  # noqa: E402
 
 ORTHO = "+proj=ortho +lat_0=47.0 +lon_0=8.0 +x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs"
 ROOT = Path(__file__).resolve().parents[2]
-BATCH = 16
-STOP_AT_BATCH = 4  # the signal arrives while the 4th batch is being read: 3 batches are done
+SHARD_SIDE = 4  # 16 tiles per shard
+STOP_AT_SHARD = 4  # the signal arrives while the 4th shard is being encoded: 3 shards are done
 
 # The child runs `geoloc build-table` with the source slowed down at one batch; it says when it is there, so that the
 # signal arrives mid-build (not during the imports, where the default handler would just kill it).
 DRIVER = f"""
 import json, pathlib, sys, time
 import geoloc_node.table_builder as tb
-tiles, calls = tb.GeoTiffSource.tiles, [0]
-def slow_tiles(self, a, b):
+encode, calls = tb.encode_shard, [0]
+def slow_shard(*a, **k):
     calls[0] += 1
-    if calls[0] == {STOP_AT_BATCH}:
+    if calls[0] == {STOP_AT_SHARD}:
         pathlib.Path(sys.argv[2]).touch()
         time.sleep(120)
-    return tiles(self, a, b)
-tb.GeoTiffSource.tiles = slow_tiles
+    return encode(*a, **k)
+tb.encode_shard = slow_shard
 from geoloc_node.cli import main
 sys.exit(main(json.loads(sys.argv[1])))
 """
@@ -77,24 +78,22 @@ def test_stop_signal_keeps_progress_and_the_rerun_resumes(geotiff, tmp_path, cap
     from geoloc_node.models import shipped_model_path
 
     out = tmp_path / "region.gltab"
-    argv = ["build-table", "--geotiff", str(geotiff), "--out", str(out), "--stride-m", "10", "--batch", str(BATCH),
-            "--threads", "1"]
+    argv = ["build-table", "--geotiff", str(geotiff), "--out", str(out), "--stride-m", "10", "--shard-side",
+            str(SHARD_SIDE), "--threads", "1"]
     stopped = _stop_mid_build(argv, tmp_path / "ready", signum)
-    done = (STOP_AT_BATCH - 1) * BATCH
+    done = STOP_AT_SHARD - 1
     assert stopped.returncode == 130, stopped.stderr
     assert "Traceback" not in stopped.stderr and f"stopped by {signal.Signals(signum).name}" in stopped.stderr
-    assert f"stopped at tile {done}/256" in stopped.stderr
+    assert f"stopped with {done} of 16 shards kept" in stopped.stderr
     assert "\r" not in stopped.stderr and "tile/s" not in stopped.stderr  # no progress bar into a pipe
-    part = out.with_name(out.name + ".partial.npz")
-    assert part.exists() and not out.exists()
-    with np.load(part) as z:
-        assert int(z["done"]) == done
+    store = ShardStore(out)
+    assert store.done() == set(range(done)) and not out.exists()
 
     assert geoloc(argv) == 0  # the same command again
-    assert f"resuming {out} at tile {done}/256" in capsys.readouterr().err
-    assert not part.exists()
+    assert f"resuming {out}: {done} of 16 shards already encoded" in capsys.readouterr().err
+    assert not store.dir.exists()
     ref = build_table_from_geotiff(geotiff, shipped_model_path(), tmp_path / "ref.gltab", tile_size_m=50,
-                                   stride_m=10, batch=BATCH, progress=False, threads=1)
+                                   stride_m=10, progress=False, threads=1, shard_side=SHARD_SIDE)
     resumed, whole = open_table(out), open_table(ref)
     assert resumed.n_tiles == whole.n_tiles == 256
     assert np.array_equal(np.asarray(resumed.codes), np.asarray(whole.codes))

@@ -52,30 +52,31 @@ def test_resume_and_refuse_mixing(trained, geotiff, tmp_path):
     last, sidecar, _ = trained
     out = tmp_path / "r.gltab"
     ref = build_table_from_geotiff(geotiff, sidecar, tmp_path / "ref.gltab", tile_size_m=32, stride_m=8,
-                                   progress=False)
-    # simulate an interrupted build (the 4th batch fails), then run the same build again: it resumes
+                                   shard_side=4, progress=False)
+    # simulate an interrupted build (stopped in the 4th shard), then run the same build again: it resumes
     import geoloc_node.table_builder as tb
+    from geoloc_node.build_shards import ShardStore
 
     calls = {"n": 0}
-    orig = tb.GeoTiffSource.tiles
+    orig = tb.encode_shard
 
-    def failing(self, a, b):
+    def failing(*a, **k):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt
-        return orig(self, a, b)
+        return orig(*a, **k)
 
-    tb.GeoTiffSource.tiles = failing
+    tb.encode_shard = failing
     try:
         with pytest.raises(KeyboardInterrupt):
-            tb._build(tb.GeoTiffSource(geotiff, 32, 8), sidecar, out,
-                      tb.BuildConfig(tile_size_m=32, stride_m=8, batch=64, checkpoint_every=1), False, False, {})
+            build_table_from_geotiff(geotiff, sidecar, out, tile_size_m=32, stride_m=8, shard_side=4,
+                                     progress=False)
     finally:
-        tb.GeoTiffSource.tiles = orig
-    part = out.with_name(out.name + ".partial.npz")
-    assert part.exists()
-    build_table_from_geotiff(geotiff, sidecar, out, tile_size_m=32, stride_m=8, batch=64, progress=False)
-    assert not part.exists()
+        tb.encode_shard = orig
+    store = ShardStore(out)
+    assert store.done() == {0, 1, 2}
+    build_table_from_geotiff(geotiff, sidecar, out, tile_size_m=32, stride_m=8, shard_side=4, progress=False)
+    assert not store.dir.exists()
     a, b = open_table(out), open_table(ref)
     assert np.array_equal(np.asarray(a.codes), np.asarray(b.codes))
     # another encoder (fp16-weights export: other sha256) must not overwrite or resume this table
