@@ -227,6 +227,9 @@ class IntegrityConfig:
     #: A converged filter (protection level within the alert limit) is restarted by the relocalizer only after this
     #: long (s) without a trustworthy estimate; an unconverged one at once.
     relocalize_converged_after_s: float = 20.0
+    #: The relocalizer scores the whole table: on tables of more tiles than this (about 30 km^2 at a 10 m stride)
+    #: it is off (each kept frame holds a grid of the table per heading: 1.2 MB each at this size).
+    relocalize_max_tiles: int = 300_000
     #: Without CameraInfo the camera cannot be checked against the model: estimates from the camera are then never
     #: trustworthy.
     require_camera_info: bool = True

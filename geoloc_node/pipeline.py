@@ -74,7 +74,8 @@ class Pipeline:
                                        headings=ic.relocalize_headings, separation_m=2.0 * ic.alert_limit_m,
                                        min_length_m=ic.relocalize_min_track_m,
                                        min_margin_bits=ic.relocalize_margin_bits, min_z=ic.relocalize_track_z) \
-            if self.search is not None and ic.relocalize_headings > 0 else None
+            if self.search is not None and ic.relocalize_headings > 0 and \
+            self.search.table.n_tiles <= ic.relocalize_max_tiles else None  # (grids: MBs per frame and heading)
         pc = config.pipeline
         self.stamps = StampGate(pc.time_jump_reset_s, pc.time_jump_confirm_messages)
         self.odometry_gate = OdometryGate(pc.odometry_max_speed_mps, pc.odometry_max_yaw_rate_rps,

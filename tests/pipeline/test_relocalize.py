@@ -98,3 +98,14 @@ def test_the_pipeline_relocalizes_a_lost_filter_and_forgets_the_frames_that_chos
     last = [o for o in out if hasattr(o, "east")][-1]
     te, tn = drive.truth(last.stamp - 1000.0)
     assert math.hypot(last.east - te, last.north - tn) < 15.0
+
+
+def test_the_relocalizer_is_off_on_tables_too_large_to_grid(world, table):
+    """It keeps a grid of the whole table per frame and heading: above ``relocalize_max_tiles`` it is not built."""
+    from geoloc_node.config import GeolocConfig
+    from geoloc_node.pipeline import Pipeline
+
+    enc = FakeOracleEncoder(world)
+    assert Pipeline(GeolocConfig(), enc, table).relocalizer is not None
+    small = GeolocConfig.from_flat({"integrity.relocalize_max_tiles": table.n_tiles - 1})
+    assert Pipeline(small, enc, table).relocalizer is None
