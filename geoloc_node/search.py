@@ -168,18 +168,10 @@ class TableSearch:
 
     # -- helpers -----------------------------------------------------------------------------------------------
     def _query(self, code) -> np.ndarray:
-        q = np.ascontiguousarray(as_codes(code))
-        if q.ndim != 1:
-            raise CodeLengthError(f"query must be one packed code (1-D), got shape {q.shape}")
-        if q.shape[0] * 8 != self.table.bits:
-            raise CodeLengthError(f"query code has {q.shape[0] * 8} bits but the table holds "
-                                  f"{self.table.bits}-bit codes")
-        return q
+        return checked_query(code, self.table.bits)
 
     def _check_bin(self, heading_bin: int) -> int:
-        if not 0 <= int(heading_bin) < self.table.heading_bins:
-            raise ValueError(f"heading bin {heading_bin} outside [0, {self.table.heading_bins})")
-        return int(heading_bin)
+        return checked_heading_bin(heading_bin, self.table.heading_bins)
 
     @staticmethod
     def _check_k(k: int) -> int:
@@ -224,3 +216,19 @@ class _FaissScan:
         self.query[:] = code
         self.call(*self.args)  # the last argument, 1: the heap comes back sorted, best first
         return self.dist.copy(), self.idx.copy()
+
+
+def checked_query(code, bits: int) -> np.ndarray:
+    """One packed query code of ``bits`` bits, contiguous; a clear error otherwise (shared by the table-set search)."""
+    q = np.ascontiguousarray(as_codes(code))
+    if q.ndim != 1:
+        raise CodeLengthError(f"query must be one packed code (1-D), got shape {q.shape}")
+    if q.shape[0] * 8 != bits:
+        raise CodeLengthError(f"query code has {q.shape[0] * 8} bits but the table holds {bits}-bit codes")
+    return q
+
+
+def checked_heading_bin(heading_bin: int, bins: int) -> int:
+    if not 0 <= int(heading_bin) < bins:
+        raise ValueError(f"heading bin {heading_bin} outside [0, {bins})")
+    return int(heading_bin)

@@ -12,9 +12,8 @@ import math
 
 import numpy as np
 
-from .codes import as_codes
-from .errors import CodeLengthError, CoordinateError
-from .search import Matches, SearchConfig, TableSearch
+from .errors import CoordinateError
+from .search import Matches, SearchConfig, TableSearch, checked_heading_bin, checked_query
 
 _EMPTY_I = np.empty(0, dtype=np.int64)
 _EMPTY_D = np.empty(0, dtype=np.int32)
@@ -111,18 +110,10 @@ class TableSetSearch:
         return self.table.cell_search(int(shard), self.config)
 
     def _query(self, code) -> np.ndarray:
-        q = np.ascontiguousarray(as_codes(code))
-        if q.ndim != 1:
-            raise CodeLengthError(f"query must be one packed code (1-D), got shape {q.shape}")
-        if q.shape[0] * 8 != self.table.bits:
-            raise CodeLengthError(f"query code has {q.shape[0] * 8} bits but the table holds "
-                                  f"{self.table.bits}-bit codes")
-        return q
+        return checked_query(code, self.table.bits)
 
     def _check_bin(self, heading_bin: int) -> int:
-        if not 0 <= int(heading_bin) < self.table.heading_bins:
-            raise ValueError(f"heading bin {heading_bin} outside [0, {self.table.heading_bins})")
-        return int(heading_bin)
+        return checked_heading_bin(heading_bin, self.table.heading_bins)
 
 
 
