@@ -69,6 +69,7 @@ class IntegrityMonitor:
         #: every tile within 1.5 table strides): without GPS the protection level is never below it. On an evaluation
         #: drive the track confirmed a filter 11 m off whose cloud said 3 m (HPL 10.8 m): 25 hazardous estimates.
         self.camera_resolution_m = float(camera_resolution_m)
+        self.global_check = True  # the pipeline clears it when it has no relocalizer to answer note_global_fit
         self.reset()
 
     def reset(self) -> None:
@@ -258,7 +259,7 @@ class IntegrityMonitor:
         wrong place with the wrong heading can fit a track there (calibration, a kidnapped drive: a restart settled
         320 m off and its track check passed with a margin of 20 bits per frame)."""
         c = self.config
-        if c.relocalize_headings <= 0:
+        if c.relocalize_headings <= 0 or not self.global_check:
             return None
         fit = self.global_fit
         if fit is None or stamp - fit[0] > c.evidence_max_age_s:

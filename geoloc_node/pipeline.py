@@ -76,6 +76,7 @@ class Pipeline:
                                        min_margin_bits=ic.relocalize_margin_bits, min_z=ic.relocalize_track_z) \
             if self.search is not None and ic.relocalize_headings > 0 and \
             self.search.table.n_tiles <= ic.relocalize_max_tiles else None  # (grids: MBs per frame and heading)
+        self.integrity.global_check = self.relocalizer is not None  # no relocalizer (off, table too large): no check
         pc = config.pipeline
         self.stamps = StampGate(pc.time_jump_reset_s, pc.time_jump_confirm_messages)
         self.odometry_gate = OdometryGate(pc.odometry_max_speed_mps, pc.odometry_max_yaw_rate_rps,
@@ -389,20 +390,27 @@ class Pipeline:
         hypothesis, table_bin = f.code_row_of_yaw(yaw, headings)
         pose = (odom.x, odom.y, odom.yaw)
         frame = TrackFrame(stamp, self._odometer_m, pose, np.atleast_2d(codes)[hypothesis].copy(), table_bin)
-        every_heading = headings is None or len(headings) == max(1, self.config.pipeline.heading_hypotheses)
+        return frame, filter_en, yaw, self._lost_state(stamp, codes, headings)
+
+    def _lost_state(self, stamp: float, codes: np.ndarray, headings):
+        """What the relocalizer needs of this frame, decided now, from this frame's state: live, odometry and its
+        estimates keep coming while a frame is encoded and until its deferred job runs, and the node must decide what
+        replay decides. None: not lost (in fallback and the estimate not trustworthy), or no relocalizer; else (the
+        codes at every heading or None, whether a restart is allowed now). Lost, and the track has moved on by the
+        relocalizer's spacing: the *next* frame is encoded at every heading."""
         last = self.integrity.last
         lost = self.relocalizer is not None and self.fallback_active and (last is None or not last.trustworthy)
-        # Lost, and the track has moved on by the relocalizer's spacing: the *next* frame is encoded at every heading.
-        # Decided here, from this frame's state, not when the next frame arrives: live, odometry keeps coming while a
-        # frame is encoded, and the node must encode what replay encodes.
         self._all_headings_next = lost and self.relocalizer.wants_frame(self._odometer_m)
-        return frame, filter_en, yaw, (codes, headings) if lost and every_heading else None
+        if not lost:
+            return None
+        every_heading = headings is None or len(headings) == max(1, self.config.pipeline.heading_hypotheses)
+        return ((codes, headings) if every_heading else None), self._may_restart(stamp)
 
-    def _check_track(self, frame: TrackFrame, mean: np.ndarray, yaw: float, lost_codes) -> None:
+    def _check_track(self, frame: TrackFrame, mean: np.ndarray, yaw: float, lost) -> None:
         """Keep the frame and, every ``track_check_s``, score the track around the filter for the integrity
         monitor; while lost, look for the place and heading of the recent track on the whole table."""
         stamp = frame.stamp
-        if self._relocalize(frame, mean, lost_codes):
+        if self._relocalize(frame, mean, lost):
             return  # restarted where the track fits: this frame chose the place, it cannot also confirm it
         self.track.add(frame)
         if self._last_track_check is not None and stamp - self._last_track_check < self.config.integrity.track_check_s:
@@ -418,17 +426,17 @@ class Pipeline:
             self.filter.reset()  # the next frame starts it from the whole table, at every heading
             self._started_from_table(stamp)
 
-    def _relocalize(self, frame: TrackFrame, mean: np.ndarray, lost_codes) -> bool:
-        """Lost: keep the frame (codes at every heading) and, every ``relocalize_check_s``, restart the filter where
-        the recent track fits the whole table decisively, when that is not where the filter is. Trusted again: drop
-        the frames. Whether it restarted the filter."""
+    def _relocalize(self, frame: TrackFrame, mean: np.ndarray, lost) -> bool:
+        """Lost (``lost``: from :meth:`_lost_state`): keep the frame (codes at every heading) and, every
+        ``relocalize_check_s``, restart the filter where the recent track fits the whole table decisively, when that
+        is not where the filter is. Not lost: drop the frames. Whether it restarted the filter."""
         r, ic = self.relocalizer, self.config.integrity
         if r is None:
             return False
-        last = self.integrity.last
-        if not self.fallback_active or (last is not None and last.trustworthy):
+        if lost is None:
             r.reset()
             return False
+        lost_codes, may_restart = lost
         if lost_codes is not None:
             r.add(frame.stamp, frame.odometer_m, frame.odom, *lost_codes)
         if self._last_relocalize_check is not None and \
@@ -440,7 +448,7 @@ class Pipeline:
             return False
         distance = math.hypot(found.east - mean[0], found.north - mean[1])
         self.integrity.note_global_fit(found, distance)
-        if not found.decisive or distance <= ic.alert_limit_m or not self._may_restart(frame.stamp):
+        if not found.decisive or distance <= ic.alert_limit_m or not may_restart:
             return False
         east, north, yaw = found.east, found.north, found.yaw
         odom, (fx, fy, fyaw) = self._last_odometry, frame.odom
