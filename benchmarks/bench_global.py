@@ -58,6 +58,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_integrity import _hazardous  # noqa: E402
 from bench_worlds import HELSINKI, Work, WorldSpec, model_path  # noqa: E402
 
 from geoloc_node.report import _availability, _stats, _Truth, integrity_metrics  # noqa: E402
@@ -122,6 +123,9 @@ def score_drive(res, start_s: float = 0.0) -> dict:
     tc = converged_at(rows, end)
     trusted = first_trusted(rows)
     whole = integrity_metrics(res.estimates, truth, [(t0, end + 1.0)])
+    # when the hazards were (from the drive's start): right after a teleport, before the next camera frame can show
+    # it, or a wrong place confirmed by the camera track, are different failures
+    hazards = [s.stamp - t0 for s in res.estimates if s.trustworthy and _hazardous(s, truth)]
     after = [e for t, e, _ in rows if tc is not None and t >= tc]
     stats_after, stats_all = _stats(after), _stats([e for _, e, _ in rows])
     return {
@@ -134,6 +138,7 @@ def score_drive(res, start_s: float = 0.0) -> dict:
         "median_m": stats_all["median_m"], "p95_m": stats_all["p95_m"],
         "estimates": whole["estimates"], "trustworthy": whole["trustworthy"], "hazardous": whole["hazardous"],
         "hpl_exceeded": whole["hpl_exceeded"], "trusted_max_m": whole["trusted_error"]["max_m"],
+        "hazard_span_s": [round(min(hazards), 2), round(max(hazards), 2)] if hazards else None,
         "_after": after, "_late": [(t - start, e) for t, e, _ in rows],
     }
 

@@ -81,6 +81,7 @@ def test_score_drive_and_summary():
     assert b["converged_within_s"] == pytest.approx(75.0)
     assert c["converged_within_s"] is None and c["first_trusted_s"] is None and c["median_m_after"] is None
     assert d["converged_within_s"] is None and d["hazardous"] == 501  # t = 50.0 .. 100.0 s
+    assert d["hazard_span_s"] == [pytest.approx(50.0), pytest.approx(100.0)] and a["hazard_span_s"] is None
     out = bg.summarise(rows_, within_s=60.0)
     assert out["drives"] == 4 and out["converged"] == 1 and out["converged_any"] == 2
     assert out["converged_within_s"] == [pytest.approx(30.0), pytest.approx(75.0), None, None]
