@@ -103,6 +103,19 @@ def test_kidnapped_drive_counts_from_the_teleport():
     assert row["hazardous"] == 400  # trusted through the whole jump: every estimate 50.0-89.9 s
 
 
+def test_truth_is_not_interpolated_across_a_teleport():
+    # truth at 5 Hz; the vehicle jumps 1000 m east at 50.0 s; estimates at 10 Hz sit exactly on the truth
+    t0 = 1000.0
+    truth = [Position(t0 + i * 0.2, i * 0.2 + (1000.0 if i * 0.2 >= 50.0 else 0.0), 0.0) for i in range(501)]
+    est = [_est(t0 + i * 0.1, i * 0.1 + (1000.0 if i * 0.1 >= 50.0 else 0.0), True) for i in range(1001)]
+    res = SimpleNamespace(first_stamp=t0, last_stamp=t0 + 100.0, truth=truth, estimates=est)
+    # interpolated across the jump, the estimate at 49.9 s looks 500 m off: a hazard that did not happen
+    assert bg.score_drive(res)["hazardous"] == 1 and bg.score_drive(res)["hazard_span_s"] == [pytest.approx(49.9)] * 2
+    row = bg.score_drive(res, teleports_s=[50.0])
+    assert row["hazardous"] == 0 and row["estimates"] == 1000  # only the one at 49.9 s is left out
+    assert row["converged_within_s"] == 0.0
+
+
 def test_world_seeds_are_unseen_and_the_2km_world_is_bench_integritys():
     training = set(range(1, 9)) | {98, 99}
     tuning = {6101, 6102, 6103, 66666}
