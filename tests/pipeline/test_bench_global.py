@@ -92,6 +92,9 @@ def test_score_drive_and_summary():
     assert out["median_m_late"] == pytest.approx(30.0)
     json_keys = {"drives", "converged", "converged_within_s", "median_m_after", "p95_m_after", "hazardous"}
     assert json_keys <= out.keys()
+    # the text mode's line for a drive that never converged says so instead of failing on None
+    assert "converged - s" in bg._line({**c, "drive_seed": 3, "total_s": 1.0})
+    assert "converged 30.0 s (300 m driven)" in bg._line({**a, "drive_seed": 1, "total_s": 1.0})
 
 
 def test_kidnapped_drive_counts_from_the_teleport():
