@@ -448,7 +448,7 @@ class Pipeline:
             return False
         distance = math.hypot(found.east - mean[0], found.north - mean[1])
         self.integrity.note_global_fit(found, distance)
-        if not found.decisive or distance <= ic.alert_limit_m or not may_restart:
+        if not found.decisive or distance <= ic.alert_limit_m or not (may_restart or self._corroborated(found)):
             return False
         east, north, yaw = found.east, found.north, found.yaw
         odom, (fx, fy, fyaw) = self._last_odometry, frame.odom
@@ -464,6 +464,18 @@ class Pipeline:
         self.counts["relocalizations"] += 1
         self._started_from_table(frame.stamp)
         return True
+
+    def _corroborated(self, found) -> bool:
+        """Whether the filter's own track check (the last verdict, at the filter's heading, over its window) also
+        prefers the relocalizer's place to the filter's, by ``relocalize_corroboration_bits`` per frame: two tests
+        that disagree on the hypotheses they compare (one heading near the filter; every heading on the whole table)
+        and agree on the place. A kidnapped vehicle shows it within seconds (calibration: -17 to -30 bits per frame
+        while the relocalizer was decisive at the true place), long before ``relocalize_converged_after_s``."""
+        ic, t = self.config.integrity, self.integrity.track
+        if ic.relocalize_corroboration_bits <= 0 or t is None or t.length_m < ic.track_min_length_m:
+            return False
+        return t.margin_bits <= -ic.relocalize_corroboration_bits and math.hypot(
+            t.alternative_en[0] - found.east, t.alternative_en[1] - found.north) <= ic.alert_limit_m
 
     def _may_restart(self, stamp: float) -> bool:
         """A filter whose cloud has not converged may be restarted by the relocalizer at once; a converged one only

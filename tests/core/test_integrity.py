@@ -160,6 +160,20 @@ def test_after_a_failed_check_only_new_frames_restore_trust():
     assert assess(m, t + 6).trustworthy
 
 
+@pytest.mark.parametrize("change", [dict(margin_bits=0.5), dict(z=2.0)])
+def test_a_weak_or_ambiguous_long_track_does_not_make_its_frames_stale(change):
+    """Only the newest frames at odds with the place (a vehicle no longer where the track says) make the older
+    frames suspect; a long track that is momentarily ambiguous or weak withdraws trust only while it is."""
+    m = monitor()
+    t = confirmed(m)
+    m.admits(t + 0.5, frame())
+    m.note_track(verdict(t + 0.5, **change))
+    assert not assess(m, t + 0.5).trustworthy and m.fresh_after is None
+    m.admits(t + 1.0, frame())
+    m.note_track(verdict(t + 1.0))
+    assert assess(m, t + 1.0).trustworthy
+
+
 def test_a_vehicle_standing_still_regains_trust_after_some_time():
     """New frames of a vehicle that does not move cover no road: ``track_regain_s`` of them count instead."""
     m = monitor()
@@ -211,8 +225,8 @@ def test_restart_only_for_a_wrong_place_on_readable_frames():
     assert not m.should_restart(s)  # the filter's place stands out too: ambiguity, not a wrong place
 
 
-def _fit(stamp, margin=10.0):
-    return SimpleNamespace(stamp=stamp, margin_bits=margin)
+def _fit(stamp, margin=10.0, decisive=True):
+    return SimpleNamespace(stamp=stamp, margin_bits=margin, z=7.0, decisive=decisive)
 
 
 def test_a_place_from_the_table_needs_the_whole_table_to_agree_at_every_heading():
@@ -232,6 +246,19 @@ def test_a_place_from_the_table_needs_the_whole_table_to_agree_at_every_heading(
     assert not m.from_table  # confirmed: from here on the place follows from continuity
     m.note_global_fit(_fit(t + 2.0), distance_m=320.0)  # no longer consulted
     assert assess(m, t + 2.0).trustworthy
+
+
+def test_a_best_place_that_does_not_win_clearly_does_not_confirm_a_place_from_the_table():
+    """A filter started from the table settles where the frames fit best: the relocalizer's best place lying there
+    too, without winning by its margin and z, is the same guess twice (a Helsinki layout: 800 m off, trusted)."""
+    m = monitor()
+    m.note_start_from_table(99.0)
+    t = confirmed(m)
+    m.note_global_fit(_fit(t, margin=6.3, decisive=False), distance_m=3.0)
+    v = assess(m, t)
+    assert not v.trustworthy and "does not single out this place" in v.reason
+    m.note_global_fit(_fit(t + 0.5), distance_m=3.0)
+    assert assess(m, t + 0.5).trustworthy
 
 
 def test_an_old_global_fit_does_not_count():

@@ -111,3 +111,38 @@ def test_the_relocalizer_is_off_on_tables_too_large_to_grid(world, table):
     p = Pipeline(small, enc, table)
     assert p.relocalizer is None
     assert not p.integrity.global_check  # nothing would answer it: a start from the table would never be trusted
+
+
+def test_a_converged_filter_is_restarted_at_once_only_when_its_own_track_check_agrees(world, table):
+    """A converged filter that lost trust waits ``relocalize_converged_after_s`` before the relocalizer may restart
+    it (a right filter on weak frames must not be thrown away), unless its own track check, at the filter's heading,
+    prefers the relocalizer's place to the filter's by ``relocalize_corroboration_bits`` per frame."""
+    from geoloc_node.config import GeolocConfig
+    from geoloc_node.pipeline import Pipeline
+    from geoloc_node.relocalize import Relocalization
+    from geoloc_node.track_match import TrackFrame, TrackVerdict
+
+    def verdict(stamp, margin_bits, alternative_en):
+        return TrackVerdict(stamp=stamp, frames=20, length_m=60.0, margin_bits=margin_bits, z=2.0,
+                            alternative_en=alternative_en, best_z=8.0, recent_margin_bits=-10.0, recent_z=1.0,
+                            newest_z=1.0, first_stamp=stamp - 8.0)
+
+    p = Pipeline(GeolocConfig(), FakeOracleEncoder(world), table)
+    p.filter.init_gaussian(0.0, 0.0, np.eye(2), 100.0, reason="test")
+    found = Relocalization(100.0, 300.0, 0.0, 0.0, margin_bits=12.0, z=8.0, length_m=60.0, frames=15, decisive=True)
+    p.relocalizer.locate = lambda stamp: found
+    frame = TrackFrame(100.0, 500.0, (0.0, 0.0, 0.0), np.zeros(table.bits // 8, np.uint8), 0)
+    bits = p.config.integrity.relocalize_corroboration_bits
+    cases = [(verdict(100.0, margin_bits=-bits - 1.0, alternative_en=(305.0, 5.0)), True),  # agrees: at once
+             (verdict(100.0, margin_bits=-bits + 1.0, alternative_en=(305.0, 5.0)), False),  # prefers it too little
+             (verdict(100.0, margin_bits=-bits - 1.0, alternative_en=(-300.0, 0.0)), False),  # prefers another place
+             (None, False)]
+    for track, restarted in cases:
+        p.integrity.track = track
+        p._last_relocalize_check = None
+        before = p.counts["relocalizations"]
+        assert p._relocalize(frame, np.zeros(2), lost=(None, False)) is restarted, track
+        assert p.counts["relocalizations"] - before == int(restarted)
+        p.filter.init_gaussian(0.0, 0.0, np.eye(2), 100.0, reason="test")
+    p.integrity.track, p._last_relocalize_check = None, None  # without corroboration the wait decides
+    assert p._relocalize(frame, np.zeros(2), lost=(None, True))
