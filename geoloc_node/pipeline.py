@@ -37,6 +37,7 @@ from .search import TableSearch
 from .stamps import DROP, RESET, StampGate
 from .track_match import TrackFrame, TrackMatcher
 from .tracking import ParticleFilter
+from .tracking import warm_up as warm_up_tracking
 
 __all__ = ["Pipeline", "Estimate", "HealthChange", "InputRejected", "StateReset", "FingerprintMismatchError"]
 
@@ -114,10 +115,13 @@ class Pipeline:
             close()
 
     def warm_up(self) -> None:
-        """Load what the first frame would otherwise load (the search kernels, the encoder's first run), so that a live
-        node does not stall at its first frame. Leaves no state behind: no counts, no filter, no health change."""
+        """Load what the first messages would otherwise load (the search kernels, the filter's prediction kernel, the
+        encoder's first run), so that a live node does not stall at its first frame. Leaves no state behind: no
+        counts, no filter, no health change."""
         if self.search is not None:
             self.search.warm_up()
+        if self.filter is not None:
+            warm_up_tracking()
         hw = getattr(self.encoder, "input_hw", None)  # real encoders; the tests' seams have no first-run cost
         if hw is not None:
             self.encoder.encode(np.zeros((*hw, 3), dtype=np.uint8), headings_deg=[0.0])
