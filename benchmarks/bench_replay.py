@@ -167,17 +167,21 @@ def repeated_main(args) -> int:
     from geoloc_node.table import open_table
 
     cfg = GeolocConfig.from_flat(dict(s.split("=", 1) for s in args.set))
-    enc = load_encoder(args.model or default_model(), args.backend)
     table = open_table(args.table)
     factors: dict = {}
     for _ in range(max(args.repeats, 1)):
         for label, cls in filters(args).items():
             pipeline_module.ParticleFilter = cls  # the one place the pipeline makes its filter
+            # a fresh encoder each replay, not timed: a replay closes its encoder at the end, and one reused would
+            # fail every frame of the next replay quietly (it measured a replay without any camera estimate)
+            enc = load_encoder(args.model or default_model(), args.backend)
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
                 res = replay(args.bag, Path(tmp) / "out", cfg, enc, table,
                              outages=[parse_outage(o) for o in args.gps_outage], progress=False)
                 wall = time.perf_counter() - t0
+            if res.status["counts"]["frames_processed"] == 0 and res.topics.camera is not None:
+                raise SystemExit(f"{label}: no camera frame was processed; the measurement would not be a replay")
             factors.setdefault(label, []).append((res.last_stamp - res.first_stamp) / wall)
     print(f"replay of {args.bag}, {len(factors[label])} runs each, interleaved; load average "
           f"{os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs")
