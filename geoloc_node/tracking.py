@@ -27,6 +27,7 @@ from numba import njit
 
 from .config import TrackingConfig
 from .records import Odometry
+from .robust import median
 from .search import TableSearch
 
 
@@ -476,8 +477,8 @@ class ParticleFilter:
 
 def _distinctness(distances: np.ndarray) -> float:
     """(median - min) / (1.4826 MAD) of a row of Hamming distances: how far the best tile stands out."""
-    med = float(np.median(distances))
-    mad = float(np.median(np.abs(distances - med))) * 1.4826
+    med = median(distances)  # float(np.median(...)) bit for bit (robust.py)
+    mad = median(np.abs(distances - med)) * 1.4826
     return (med - float(distances.min())) / max(mad, 0.5)
 
 
