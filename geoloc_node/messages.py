@@ -16,6 +16,7 @@ node and the replay tool, and neither imports the other's library here.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
 
 import numpy as np
@@ -273,9 +274,52 @@ def _point(types, e, n, z=0.0):
     return types("geometry_msgs/msg/Point")(x=float(e), y=float(n), z=float(z))
 
 
+class PointTrail:
+    """The last ``maxlen`` (east, north) positions, each with its Point message made once, when it is added: every
+    MarkerArray carries the whole trail (``output.trail_length``, 300 by default), and making the same points again for
+    each one was most of the markers' cost. Iterates as (east, north) pairs. The Points are shared by the MarkerArrays
+    that carry them; nothing changes a message after it is built (publishing serialises it)."""
+
+    def __init__(self, types, maxlen: int, pairs=()):
+        self._point = types("geometry_msgs/msg/Point")
+        self._pairs: deque = deque(maxlen=maxlen)
+        self._points: deque = deque(maxlen=maxlen)
+        for e, n in pairs:
+            self.append(e, n)
+
+    @property
+    def maxlen(self) -> int:
+        return self._pairs.maxlen
+
+    def resized(self, maxlen: int) -> PointTrail:
+        """The same trail holding at most ``maxlen`` (its newest) positions."""
+        return PointTrail(lambda _name: self._point, maxlen, self._pairs)
+
+    def append(self, east: float, north: float) -> None:
+        east, north = float(east), float(north)
+        self._pairs.append((east, north))
+        self._points.append(self._point(x=east, y=north, z=0.0))
+
+    def clear(self) -> None:
+        self._pairs.clear()
+        self._points.clear()
+
+    def points(self) -> list:
+        return list(self._points)
+
+    def __iter__(self):
+        return iter(self._pairs)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+
 def _points(types, en) -> list:
-    """Points at height 0 of (east, north) pairs. The class is looked up once: the markers carry about 570 points
-    (two trails, ellipse, ring), and a lookup and a call per point were a third of a demo replay's output cost."""
+    """Points at height 0 of (east, north) pairs (a :class:`PointTrail`'s own). The class is looked up once: the
+    markers carry about 570 points (two trails, ellipse, ring), and a lookup and a call per point were a third of a
+    demo replay's output cost."""
+    if isinstance(en, PointTrail):
+        return en.points()
     point = types("geometry_msgs/msg/Point")
     if isinstance(en, np.ndarray):
         en = en.tolist()  # Python floats at once, the same values as float() of each element
