@@ -16,6 +16,7 @@ node and the replay tool, and neither imports the other's library here.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
 
 import numpy as np
@@ -273,6 +274,58 @@ def _point(types, e, n, z=0.0):
     return types("geometry_msgs/msg/Point")(x=float(e), y=float(n), z=float(z))
 
 
+class PointTrail:
+    """The last ``maxlen`` (east, north) positions, each with its Point message made once, when it is added: every
+    MarkerArray carries the whole trail (``output.trail_length``, 300 by default), and making the same points again for
+    each one was most of the markers' cost. Iterates as (east, north) pairs. The Points are shared by the MarkerArrays
+    that carry them; nothing changes a message after it is built (publishing serialises it)."""
+
+    def __init__(self, types, maxlen: int, pairs=()):
+        self._point = types("geometry_msgs/msg/Point")
+        self._pairs: deque = deque(maxlen=maxlen)
+        self._points: deque = deque(maxlen=maxlen)
+        for e, n in pairs:
+            self.append(e, n)
+
+    @property
+    def maxlen(self) -> int:
+        return self._pairs.maxlen
+
+    def resized(self, maxlen: int) -> PointTrail:
+        """The same trail holding at most ``maxlen`` (its newest) positions."""
+        return PointTrail(lambda _name: self._point, maxlen, self._pairs)
+
+    def append(self, east: float, north: float) -> None:
+        east, north = float(east), float(north)
+        self._pairs.append((east, north))
+        self._points.append(self._point(x=east, y=north, z=0.0))
+
+    def clear(self) -> None:
+        self._pairs.clear()
+        self._points.clear()
+
+    def points(self) -> list:
+        return list(self._points)
+
+    def __iter__(self):
+        return iter(self._pairs)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+
+def _points(types, en) -> list:
+    """Points at height 0 of (east, north) pairs (a :class:`PointTrail`'s own). The class is looked up once: the
+    markers carry about 570 points (two trails, ellipse, ring), and a lookup and a call per point were a third of a
+    demo replay's output cost."""
+    if isinstance(en, PointTrail):
+        return en.points()
+    point = types("geometry_msgs/msg/Point")
+    if isinstance(en, np.ndarray):
+        en = en.tolist()  # Python floats at once, the same values as float() of each element
+    return [point(x=float(e), y=float(n), z=0.0) for e, n in en]
+
+
 def _color(types, r, g, b, a=1.0):
     return types("std_msgs/msg/ColorRGBA")(r=float(r), g=float(g), b=float(b), a=float(a))
 
@@ -310,19 +363,19 @@ def marker_array_fields(types, est, *, frame_id: str = "map", gps_trail=(), esti
     tile = max(float(tile_size_m), 0.1)
     out.append(_marker(types, stamp, frame_id, "topk_tiles", MARKER_CUBE_LIST,
                        action=MARKER_ADD if k else MARKER_DELETE, scale=(tile, tile, 0.2),
-                       points=[_point(types, e, n) for e, n in en],
+                       points=_points(types, en),
                        colors=[_color(types, 1.0, 0.8 * (i / max(k - 1, 1)), 0.0, 0.6) for i in range(k)]))
 
     cov = cov2(est)
     ok = cov is not None and math.isfinite(east) and math.isfinite(north)
-    ell = [_point(types, e, n) for e, n in ellipse_points_en(east, north, cov)] if ok else []
+    ell = _points(types, ellipse_points_en(east, north, cov)) if ok else []
     out.append(_marker(types, stamp, frame_id, "covariance", MARKER_LINE_STRIP,
                        action=MARKER_ADD if ok else MARKER_DELETE, scale=(0.5, 0.0, 0.0),
                        color=(1.0, 0.0, 1.0, 1.0), points=ell))
 
     for ns, trail, color in (("gps_trail", gps_trail, (0.0, 0.9, 0.0, 1.0)),
                              ("estimate_trail", estimate_trail, (0.1, 0.4, 1.0, 1.0))):
-        pts = [_point(types, e, n) for e, n in trail]
+        pts = _points(types, trail)
         out.append(_marker(types, stamp, frame_id, ns, MARKER_LINE_STRIP,
                            action=MARKER_ADD if len(pts) >= 2 else MARKER_DELETE, scale=(0.8, 0.0, 0.0),
                            color=color, points=pts))
@@ -330,8 +383,8 @@ def marker_array_fields(types, est, *, frame_id: str = "map", gps_trail=(), esti
     hpl = float(getattr(est, "hpl_m", float("inf")))
     trusted = bool(getattr(est, "trustworthy", False))
     ring = ok and math.isfinite(hpl) and hpl > 0.0
-    circle = [_point(types, east + hpl * math.cos(a), north + hpl * math.sin(a))
-              for a in np.linspace(0.0, 2.0 * math.pi, 65)] if ring else []
+    circle = _points(types, ((east + hpl * math.cos(a), north + hpl * math.sin(a))
+                             for a in np.linspace(0.0, 2.0 * math.pi, 65))) if ring else []
     out.append(_marker(types, stamp, frame_id, "protection_level", MARKER_LINE_STRIP,
                        action=MARKER_ADD if ring else MARKER_DELETE, scale=(0.4, 0.0, 0.0),
                        color=(0.0, 0.8, 0.3, 0.9) if trusted else (1.0, 0.3, 0.0, 0.9), points=circle))

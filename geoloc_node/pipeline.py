@@ -18,7 +18,6 @@ reported, never raised (:mod:`geoloc_node.inputs`, :mod:`geoloc_node.stamps`).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import threading
 import time
@@ -31,12 +30,13 @@ from .errors import GeolocError
 from .health import HEALTHY, GpsHealthMonitor, HealthChange
 from .inputs import OdometryGate
 from .integrity import IntegrityMonitor
-from .records import CameraFrame, Estimate, GpsFix, InputRejected, Odometry, StateReset
+from .records import CameraFrame, Estimate, GpsFix, InputRejected, Odometry, StateReset, major_std_m
 from .relocalize import Relocalizer
 from .search import TableSearch
 from .stamps import DROP, RESET, StampGate
 from .track_match import TrackFrame, TrackMatcher
 from .tracking import ParticleFilter
+from .tracking import warm_up as warm_up_tracking
 
 __all__ = ["Pipeline", "Estimate", "HealthChange", "InputRejected", "StateReset", "FingerprintMismatchError"]
 
@@ -114,10 +114,13 @@ class Pipeline:
             close()
 
     def warm_up(self) -> None:
-        """Load what the first frame would otherwise load (the search kernels, the encoder's first run), so that a live
-        node does not stall at its first frame. Leaves no state behind: no counts, no filter, no health change."""
+        """Load what the first messages would otherwise load (the search kernels, the filter's prediction kernel, the
+        encoder's first run), so that a live node does not stall at its first frame. Leaves no state behind: no
+        counts, no filter, no health change."""
         if self.search is not None:
             self.search.warm_up()
+        if self.filter is not None:
+            warm_up_tracking()
         hw = getattr(self.encoder, "input_hw", None)  # real encoders; the tests' seams have no first-run cost
         if hw is not None:
             self.encoder.encode(np.zeros((*hw, 3), dtype=np.uint8), headings_deg=[0.0])
@@ -506,12 +509,14 @@ class Pipeline:
         lat, lon = self.table.frame.to_latlon(mean[0], mean[1])
         self._last_output = stamp
         known_yaw = yaw_var < math.radians(YAW_KNOWN_MAX_STD_DEG) ** 2
-        est = Estimate(stamp=stamp, east=float(mean[0]), north=float(mean[1]), cov=verdict.cov, lat=float(lat),
-                       lon=float(lon), yaw=float(yaw) if known_yaw else None, source=source, confidence=0.0,
-                       fallback_active=self.fallback_active, trustworthy=verdict.trustworthy,
-                       topk=self._last_topk if self.fallback_active else (), yaw_var=float(yaw_var),
-                       single_frame=single_frame, hpl_m=verdict.hpl_m, integrity=verdict.reason)
-        return dataclasses.replace(est, confidence=math.exp(-est.std_m / self.config.tracking.confidence_scale_m))
+        # the confidence from the estimate's one sigma (Estimate.std_m of this cov), computed before the Estimate is
+        # made: one frozen dataclass per estimate, not a second one from dataclasses.replace
+        confidence = math.exp(-major_std_m(verdict.cov) / self.config.tracking.confidence_scale_m)
+        return Estimate(stamp=stamp, east=float(mean[0]), north=float(mean[1]), cov=verdict.cov, lat=float(lat),
+                        lon=float(lon), yaw=float(yaw) if known_yaw else None, source=source, confidence=confidence,
+                        fallback_active=self.fallback_active, trustworthy=verdict.trustworthy,
+                        topk=self._last_topk if self.fallback_active else (), yaw_var=float(yaw_var),
+                        single_frame=single_frame, hpl_m=verdict.hpl_m, integrity=verdict.reason)
 
     # -- bookkeeping (under the lock) -------------------------------------------------------------------------
     def _admit(self, stream: str, stamp: float, out: list) -> bool:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -93,8 +93,8 @@ class Session:
 
     def _reset_outputs(self) -> None:
         n = self.config.output.trail_length
-        self._gps_trail: deque = deque(maxlen=n)
-        self._est_trail: deque = deque(maxlen=n)
+        self._gps_trail = m.PointTrail(self.types, n)  # (east, north) with their marker Points, made once each
+        self._est_trail = m.PointTrail(self.types, n)
         self._altitude = math.nan
         self._active: bool | None = None
         self._last_markers: float | None = None
@@ -120,8 +120,8 @@ class Session:
             self.config = config
             n = config.output.trail_length
             if self._gps_trail.maxlen != n:
-                self._gps_trail = deque(self._gps_trail, maxlen=n)
-                self._est_trail = deque(self._est_trail, maxlen=n)
+                self._gps_trail = self._gps_trail.resized(n)
+                self._est_trail = self._est_trail.resized(n)
 
     def start(self, stamp: float) -> list[Publication]:
         """``~/active`` with the current state, published once at the start (latched: late subscribers see it)."""
@@ -225,7 +225,7 @@ class Session:
         out = self.config.output
         self._active_changed(est.stamp, est.fallback_active, pubs)
         if math.isfinite(est.east) and math.isfinite(est.north):
-            self._est_trail.append((float(est.east), float(est.north)))
+            self._est_trail.append(est.east, est.north)
         if out.publish_policy == "always" or est.fallback_active:
             pubs.append(self._publication("fix", est.stamp, self.types(OUTPUT_TYPES["fix"])(**m.navsatfix_fields(
                 self.types, est, frame_id=out.fix_frame_id, altitude=self._altitude,
@@ -326,7 +326,7 @@ class Session:
             e, n = table.frame.to_en(fix.lat, fix.lon)
         except Exception:  # noqa: BLE001 - out-of-range coordinates: the trail is only for RViz
             return
-        self._gps_trail.append((float(e), float(n)))
+        self._gps_trail.append(e, n)
 
     def _publication(self, topic: str, stamp: float, message) -> Publication:
         self.published[topic] += 1

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .robust import median
+
 
 @dataclass(frozen=True)
 class TrackFrame:
@@ -177,8 +179,8 @@ class TrackMatcher:
             alt, alt_en = float(values[j]), (float(pos[j, 0]), float(pos[j, 1]))
         else:
             alt, alt_en = self.half_bits, (math.nan, math.nan)
-        med = float(np.median(values))
-        spread = max(1.4826 * float(np.median(np.abs(values - med))), 0.25)
+        med = median(values)  # float(np.median(...)) bit for bit, without its per-call overhead (robust.py)
+        spread = max(1.4826 * median(np.abs(values - med)), 0.25)
         return alt - own, (med - own) / spread, (med - float(values.min())) / spread, alt_en
 
 

@@ -23,9 +23,11 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
 from .config import TrackingConfig
 from .records import Odometry
+from .robust import median
 from .search import TableSearch
 
 
@@ -174,24 +176,21 @@ class ParticleFilter:
             return
         fwd, lat, dyaw = _odometry_increment(prev, odom, dt)
         c = self.config
-        p = self.p
-        n = p.shape[0]
+        n = self.p.shape[0]
         walk_dt = self._advance_stamp(odom.stamp)
         walk = c.position_random_walk * math.sqrt(walk_dt)
-        z_fwd, z_lat, z_yaw, z_scale, z_bias = self._standard_normals(5 * n).reshape(5, n)
-        forward = fwd * p[:, 3]
-        # np.sqrt of the squares, not np.hypot: 3.7 against 13.6 us for 1000 particles
-        forward += np.sqrt(np.square(forward * c.odom_distance_noise) + walk * walk) * z_fwd
-        lateral = z_lat * math.hypot(c.odom_lateral_noise * math.hypot(fwd, lat) + 1e-6, walk) + lat
-        turn = dyaw - p[:, 4] * dt  # each particle's own yaw-rate bias
-        mid = p[:, 2] + 0.5 * turn  # heading at mid-step for the translation
-        cos_mid, sin_mid = np.cos(mid), np.sin(mid)
-        p[:, 0] += cos_mid * forward - sin_mid * lateral
-        p[:, 1] += sin_mid * forward + cos_mid * lateral
-        p[:, 2] += turn + np.sqrt(np.square(turn * c.odom_yaw_noise) + c.yaw_random_walk ** 2 * dt) * z_yaw
-        if walk_dt > 0:
-            p[:, 3] += c.odom_scale_random_walk * math.sqrt(walk_dt) * z_scale
-            p[:, 4] += c.yaw_rate_bias_random_walk * math.sqrt(walk_dt) * z_bias
+        z = self._standard_normals(5 * n)  # rows: forward, lateral, turn, scale, bias
+        if not self.p.flags.c_contiguous:
+            self.p = np.ascontiguousarray(self.p)
+        # One compiled pass over the particles (see _predict_kernel): the numpy expressions of this model made about
+        # 20 temporary arrays per message, 100 us at 1000 particles against about 55 us for the normals themselves.
+        # float(): one compiled signature, whatever number types the configuration holds
+        _predict_kernel(self.p, z, float(fwd), float(lat), float(dyaw), float(dt), float(walk * walk),
+                        float(c.odom_distance_noise),
+                        float(math.hypot(c.odom_lateral_noise * math.hypot(fwd, lat) + 1e-6, walk)),
+                        float(c.odom_yaw_noise), float(c.yaw_random_walk ** 2 * dt), walk_dt > 0,
+                        float(c.odom_scale_random_walk * math.sqrt(walk_dt)),
+                        float(c.yaw_rate_bias_random_walk * math.sqrt(walk_dt)))
 
     def predict_time(self, stamp: float) -> None:
         """Advance time without odometry (random walk; a large one when there has been no odometry for a second)."""
@@ -421,19 +420,12 @@ class ParticleFilter:
         M[iy + pad, ix + pad] = 1.0
         px, py = (P[:, 0] - e0) / st + pad, (P[:, 1] - n0) / st + pad
         bx, by = np.floor(px).astype(np.int64), np.floor(py).astype(np.int64)
-        num = np.zeros(P.shape[0])
-        den = np.zeros(P.shape[0])
-        h, w = M.shape
         scale = 0.5 * (st / sig) ** 2
-        for dy in (-1, 0, 1, 2):
-            cy = by + dy
-            for dx in (-1, 0, 1, 2):
-                cx = bx + dx
-                ok = (cx >= 0) & (cx < w) & (cy >= 0) & (cy < h)
-                cxc, cyc = np.where(ok, cx, 0), np.where(ok, cy, 0)
-                wgt = np.exp(-scale * ((cx - px) ** 2 + (cy - py) ** 2)) * M[cyc, cxc] * ok
-                num += wgt * G[rows, cyc, cxc]
-                den += wgt
+        # The 4x4 neighbourhood in two compiled passes around one np.exp: 16 rounds of a dozen numpy operations cost
+        # about 1 ms per frame. The exponential stays numpy's (its float64 exp is not the C library's: they differ
+        # in the last bit), so the weights, and the sums taken in the same order, are the same bits as before.
+        arg, cyc, cxc, ok = _neighbour_exponents(px, py, bx, by, M.shape[0], M.shape[1], -scale)
+        num, den = _neighbour_sums(np.exp(arg), cyc, cxc, ok, M, G, np.asarray(rows, dtype=np.int64))
         return np.where(den > 1e-3, num / np.maximum(den, 1e-12), 0.0)
 
     def _keys_of(self, yaw: np.ndarray, headings) -> np.ndarray:
@@ -478,8 +470,8 @@ class ParticleFilter:
 
 def _distinctness(distances: np.ndarray) -> float:
     """(median - min) / (1.4826 MAD) of a row of Hamming distances: how far the best tile stands out."""
-    med = float(np.median(distances))
-    mad = float(np.median(np.abs(distances - med))) * 1.4826
+    med = median(distances)  # float(np.median(...)) bit for bit (robust.py)
+    mad = median(np.abs(distances - med)) * 1.4826
     return (med - float(distances.min())) / max(mad, 0.5)
 
 
@@ -507,6 +499,84 @@ def _odometry_increment(prev: Odometry, odom: Odometry, dt: float) -> tuple[floa
         return prev.v * dt, 0.0, prev.yaw_rate * dt
     dyaw = math.atan2(math.sin(odom.yaw - prev.yaw), math.cos(odom.yaw - prev.yaw))
     return c0 * dx + s0 * dy, -s0 * dx + c0 * dy, dyaw
+
+
+@njit(cache=True, nogil=True)
+def _predict_kernel(p, z, fwd, lat, dyaw, dt, walk2, distance_noise, lateral_std, yaw_noise, yaw_walk2, walked,
+                    scale_step, bias_step):
+    """The odometry prediction of :meth:`ParticleFilter.predict_odometry`, particle by particle, in place on ``p``
+    ([n, 5], C order) with the standard normals ``z`` ([5 n]: n forward, n lateral, n turn, n scale, n bias).
+
+    It performs the same IEEE operations in the same order as the numpy expressions it replaced (kept in
+    tests/core/test_tracking.py as the reference), so a replay's particles are bit-identical: no fastmath, and
+    ``math.cos``/``math.sin`` are the C library's, as numpy's are for float64 on this machine (the test checks).
+    """
+    n = p.shape[0]
+    for i in range(n):
+        forward = fwd * p[i, 3]
+        forward = forward + math.sqrt(forward * distance_noise * (forward * distance_noise) + walk2) * z[i]
+        lateral = z[n + i] * lateral_std + lat
+        turn = dyaw - p[i, 4] * dt  # each particle's own yaw-rate bias
+        mid = p[i, 2] + 0.5 * turn  # heading at mid-step for the translation
+        cos_mid, sin_mid = math.cos(mid), math.sin(mid)
+        p[i, 0] = p[i, 0] + (cos_mid * forward - sin_mid * lateral)
+        p[i, 1] = p[i, 1] + (sin_mid * forward + cos_mid * lateral)
+        p[i, 2] = p[i, 2] + (turn + math.sqrt(turn * yaw_noise * (turn * yaw_noise) + yaw_walk2) * z[2 * n + i])
+        if walked:
+            p[i, 3] = p[i, 3] + scale_step * z[3 * n + i]
+            p[i, 4] = p[i, 4] + bias_step * z[4 * n + i]
+
+
+@njit(cache=True, nogil=True)
+def _neighbour_exponents(px, py, bx, by, h, w, neg_scale):
+    """For the 16 grid neighbours (dy, dx in -1..2, dy outer) of each particle's cell: the kernel's exponent
+    ``-scale * ((cx - px)^2 + (cy - py)^2)``, the neighbour's cell clipped to (0, 0) off the grid, and whether it is on
+    the grid; the operations of the numpy expressions of :meth:`ParticleFilter._interpolate` in their order."""
+    n = px.shape[0]
+    arg = np.empty((16, n))
+    cyc = np.empty((16, n), np.int64)
+    cxc = np.empty((16, n), np.int64)
+    ok = np.empty((16, n), np.bool_)
+    j = 0
+    for dy in range(-1, 3):
+        for dx in range(-1, 3):
+            for i in range(n):
+                cy = by[i] + dy
+                cx = bx[i] + dx
+                inside = cx >= 0 and cx < w and cy >= 0 and cy < h
+                ex = float(cx) - px[i]
+                ey = float(cy) - py[i]
+                arg[j, i] = neg_scale * (ex * ex + ey * ey)
+                cyc[j, i] = cy if inside else 0
+                cxc[j, i] = cx if inside else 0
+                ok[j, i] = inside
+            j += 1
+    return arg, cyc, cxc, ok
+
+
+@njit(cache=True, nogil=True)
+def _neighbour_sums(e, cyc, cxc, ok, mask, grid, rows):
+    """Kernel-weighted sums of the neighbours' scores (num) and of the weights (den), the neighbours added in the
+    order of :func:`_neighbour_exponents`: weight = exp * on-table mask * on-grid, as the numpy code had it."""
+    n = e.shape[1]
+    num = np.zeros(n)
+    den = np.zeros(n)
+    for j in range(16):
+        for i in range(n):
+            y, x = cyc[j, i], cxc[j, i]
+            wgt = e[j, i] * mask[y, x] * (1.0 if ok[j, i] else 0.0)
+            num[i] = num[i] + wgt * grid[rows[i], y, x]
+            den[i] = den[i] + wgt
+    return num, den
+
+
+def warm_up() -> None:
+    """Load (or, without a cache, compile) the compiled kernels of the filter: their first calls would otherwise
+    stall a live node's first odometry message and first frame (see :meth:`geoloc_node.pipeline.Pipeline.warm_up`)."""
+    _predict_kernel(np.zeros((1, 5)), np.zeros(5), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, True, 0.0, 0.0)
+    one, zero = np.ones(1), np.zeros(1, np.int64)
+    arg, cyc, cxc, ok = _neighbour_exponents(one, one, zero, zero, 4, 4, -0.5)
+    _neighbour_sums(np.exp(arg), cyc, cxc, ok, np.ones((4, 4)), np.ones((1, 4, 4)), zero)
 
 
 class _NormalBlock:

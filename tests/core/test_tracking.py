@@ -131,3 +131,108 @@ def test_same_seed_gives_identical_particles_also_after_reset(small_table):
     c = run_scripted(pf)
     assert np.array_equal(a, b) and np.array_equal(a, c)
     assert not np.array_equal(a, run_scripted(make_filter(small_table[0], seed=12)))
+
+
+def numpy_prediction(pf, odom):
+    """The odometry prediction as numpy expressions (the code the compiled kernel replaced): the reference."""
+    from geoloc_node.tracking import _odometry_increment
+
+    prev, pf._last_odom = pf._last_odom, odom
+    pf._odom_stamp = odom.stamp
+    if prev is None or not pf.initialized:
+        if pf.initialized:
+            pf._diffuse(odom.stamp, with_odometry=True)
+        return
+    dt = odom.stamp - prev.stamp
+    if dt <= 0:
+        return
+    fwd, lat, dyaw = _odometry_increment(prev, odom, dt)
+    c, p = pf.config, pf.p
+    n = p.shape[0]
+    walk_dt = pf._advance_stamp(odom.stamp)
+    walk = c.position_random_walk * math.sqrt(walk_dt)
+    z_fwd, z_lat, z_yaw, z_scale, z_bias = pf._standard_normals(5 * n).reshape(5, n)
+    forward = fwd * p[:, 3]
+    forward += np.sqrt(np.square(forward * c.odom_distance_noise) + walk * walk) * z_fwd
+    lateral = z_lat * math.hypot(c.odom_lateral_noise * math.hypot(fwd, lat) + 1e-6, walk) + lat
+    turn = dyaw - p[:, 4] * dt
+    mid = p[:, 2] + 0.5 * turn
+    cos_mid, sin_mid = np.cos(mid), np.sin(mid)
+    p[:, 0] += cos_mid * forward - sin_mid * lateral
+    p[:, 1] += sin_mid * forward + cos_mid * lateral
+    p[:, 2] += turn + np.sqrt(np.square(turn * c.odom_yaw_noise) + c.yaw_random_walk ** 2 * dt) * z_yaw
+    if walk_dt > 0:
+        p[:, 3] += c.odom_scale_random_walk * math.sqrt(walk_dt) * z_scale
+        p[:, 4] += c.yaw_rate_bias_random_walk * math.sqrt(walk_dt) * z_bias
+
+
+@pytest.mark.parametrize("twist_only", [False, True])
+def test_compiled_prediction_is_bit_identical_to_the_numpy_expressions(small_table, twist_only):
+    """Replays must not change with the compiled kernel: same normals, same operations, same order, same bits.
+    The default noise plus nonzero random walks, a curve, a repeated stamp and a gap: every branch of the model."""
+    cfg = dict(odom_scale_random_walk=0.01, yaw_rate_bias_random_walk=0.002)
+    a, b = make_filter(small_table[0], n=700, seed=21, **cfg), make_filter(small_table[0], n=700, seed=21, **cfg)
+    for pf in (a, b):
+        pf.init_gaussian(3.0, 4.0, np.eye(2) * 4.0, 0.0)
+    start = a.p.copy()
+    records = drive(300, speed=8.0, yaw_rate=0.3, odom_yaw0=0.4, twist_only=twist_only)
+    records = records[:100] + [records[99]] + records[150:]  # the same stamp twice, then a 1 s gap
+    for odom in records:
+        a.predict_odometry(odom)
+        numpy_prediction(b, odom)
+    assert np.all(a.p != start)  # every state of every particle moved
+    assert np.array_equal(a.p, b.p)
+
+
+def test_the_kernels_sine_and_cosine_are_numpys(small_table):
+    """The kernel calls the C library's cos/sin; the numpy code it replaced called np.cos/np.sin. Equal here, so
+    replays are bit-identical; a platform where numpy's float64 trigonometry differs would fail this first."""
+    x = np.random.default_rng(0).uniform(-50.0, 50.0, 200_000)
+    assert np.array_equal(np.cos(x), np.array([math.cos(v) for v in x]))
+    assert np.array_equal(np.sin(x), np.array([math.sin(v) for v in x]))
+
+
+def numpy_neighbour_interpolation(pf, en, S, rows):
+    """The lattice branch of ParticleFilter._interpolate as numpy expressions (before the compiled passes)."""
+    sig = pf.config.tile_kernel_stride * pf.stride
+    st = pf.stride
+    e0, n0 = en[:, 0].min(), en[:, 1].min()
+    ix, iy = np.rint((en[:, 0] - e0) / st).astype(np.int64), np.rint((en[:, 1] - n0) / st).astype(np.int64)
+    nx, ny = int(ix.max()) + 1, int(iy.max()) + 1
+    P, pad = pf.p[:, :2], 2
+    G = np.zeros((S.shape[0], ny + 2 * pad, nx + 2 * pad))
+    M = np.zeros((ny + 2 * pad, nx + 2 * pad))
+    G[:, iy + pad, ix + pad] = S
+    M[iy + pad, ix + pad] = 1.0
+    px, py = (P[:, 0] - e0) / st + pad, (P[:, 1] - n0) / st + pad
+    bx, by = np.floor(px).astype(np.int64), np.floor(py).astype(np.int64)
+    num, den = np.zeros(P.shape[0]), np.zeros(P.shape[0])
+    h, w = M.shape
+    scale = 0.5 * (st / sig) ** 2
+    for dy in (-1, 0, 1, 2):
+        cy = by + dy
+        for dx in (-1, 0, 1, 2):
+            cx = bx + dx
+            ok = (cx >= 0) & (cx < w) & (cy >= 0) & (cy < h)
+            cxc, cyc = np.where(ok, cx, 0), np.where(ok, cy, 0)
+            wgt = np.exp(-scale * ((cx - px) ** 2 + (cy - py) ** 2)) * M[cyc, cxc] * ok
+            num += wgt * G[rows, cyc, cxc]
+            den += wgt
+    return np.where(den > 1e-3, num / np.maximum(den, 1e-12), 0.0)
+
+
+def test_compiled_tile_interpolation_is_bit_identical_to_the_numpy_expressions(small_table):
+    """Tiles on a lattice with holes, two score rows, particles inside, at the edge and far outside the window."""
+    pf = make_filter(small_table[0], n=900, seed=5)
+    st = pf.stride
+    rng = np.random.default_rng(8)
+    gx, gy = np.meshgrid(np.arange(12), np.arange(9))
+    keep = rng.random(gx.size) > 0.15  # missing tiles: the mask matters
+    en = np.column_stack([100.0 + gx.ravel()[keep] * st, -40.0 + gy.ravel()[keep] * st])
+    S = rng.random((2, en.shape[0]))
+    pf.init_gaussian(100.0 + 6 * st, -40.0 + 4 * st, np.eye(2) * (5 * st) ** 2, 0.0)
+    rows = rng.integers(0, 2, pf.p.shape[0])
+    got = pf._interpolate(en, S, rows)
+    want = numpy_neighbour_interpolation(pf, en, S, rows)
+    assert (got > 0).sum() > 100 and (got == 0).sum() > 10  # inside and outside the tiles both occur
+    assert np.array_equal(got, want)

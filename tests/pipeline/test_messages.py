@@ -170,3 +170,24 @@ def test_header_stamp_rounding():
     assert (st.sec, st.nanosec) == (2, 0)
     st = navsatfix_fields(types, _est(stamp=-1.0))["header"].stamp
     assert (st.sec, st.nanosec) == (0, 0)
+
+
+def test_point_trail_keeps_the_newest_positions_and_gives_the_markers_the_same_bytes_as_pairs():
+    from geoloc_node.messages import PointTrail
+
+    types = TS.types.__getitem__
+    trail = PointTrail(types, 4)
+    for i in range(6):
+        trail.append(np.float64(i) * 1.5, 10.0 - i)  # numpy scalars become floats, as the pairs' float() made them
+    assert list(trail) == [(3.0, 8.0), (4.5, 7.0), (6.0, 6.0), (7.5, 5.0)] and len(trail) == 4
+    assert [(p.x, p.y, p.z) for p in trail.points()] == [(e, n, 0.0) for e, n in trail]
+    shorter = trail.resized(2)
+    assert list(shorter) == [(6.0, 6.0), (7.5, 5.0)] and shorter.maxlen == 2 and list(trail)[0] == (3.0, 8.0)
+    est = _est(topk=((1.0, 2.0, 40),))
+    name = "visualization_msgs/msg/MarkerArray"
+    with_trails = TS.types[name](**marker_array_fields(types, est, gps_trail=trail, estimate_trail=shorter))
+    with_pairs = TS.types[name](**marker_array_fields(types, est, gps_trail=list(trail), estimate_trail=list(shorter)))
+    assert bytes(TS.serialize_cdr(with_trails, name)) == bytes(TS.serialize_cdr(with_pairs, name))
+    assert len(with_trails.markers[2].points) == 4 and len(with_trails.markers[3].points) == 2
+    trail.clear()
+    assert list(trail) == [] and trail.points() == []
