@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .robust import median_and_spread
 from .track_match import _add_shifted
 
 
@@ -105,8 +106,7 @@ class Relocalizer:
         pos = self.positions[i]
         far = np.hypot(self.positions[:, 0] - pos[0], self.positions[:, 1] - pos[1]) > self.separation_m
         runner_up = float(scores[:, far].min()) if far.any() else self.half_bits
-        med = float(np.median(scores))
-        spread = max(1.4826 * float(np.median(np.abs(scores - med))), 0.25)
+        med, spread = median_and_spread(scores, 0.25)
         margin, z = runner_up - best, (med - best) / spread
         length = self.frames[-1].odometer_m - self.frames[0].odometer_m
         return Relocalization(stamp, float(pos[0]), float(pos[1]), 2.0 * math.pi * j / self.n_headings, margin, z,

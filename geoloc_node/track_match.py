@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .robust import median
+from .robust import median_and_spread
 
 
 @dataclass(frozen=True)
@@ -179,8 +179,7 @@ class TrackMatcher:
             alt, alt_en = float(values[j]), (float(pos[j, 0]), float(pos[j, 1]))
         else:
             alt, alt_en = self.half_bits, (math.nan, math.nan)
-        med = median(values)  # float(np.median(...)) bit for bit, without its per-call overhead (robust.py)
-        spread = max(1.4826 * median(np.abs(values - med)), 0.25)
+        med, spread = median_and_spread(values, 0.25)
         return alt - own, (med - own) / spread, (med - float(values.min())) / spread, alt_en
 
 

@@ -27,7 +27,7 @@ from numba import njit
 
 from .config import TrackingConfig
 from .records import Odometry
-from .robust import median
+from .robust import median_and_spread
 from .search import TableSearch
 
 
@@ -470,9 +470,8 @@ class ParticleFilter:
 
 def _distinctness(distances: np.ndarray) -> float:
     """(median - min) / (1.4826 MAD) of a row of Hamming distances: how far the best tile stands out."""
-    med = median(distances)  # float(np.median(...)) bit for bit (robust.py)
-    mad = median(np.abs(distances - med)) * 1.4826
-    return (med - float(distances.min())) / max(mad, 0.5)
+    med, spread = median_and_spread(distances, 0.5)
+    return (med - float(distances.min())) / spread
 
 
 def _as_hypotheses(codes, headings_deg):

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from geoloc_node.robust import median
+from geoloc_node.robust import median, median_and_spread
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 8, 257, 1000, 4097])
@@ -31,3 +31,11 @@ def test_other_inputs_go_to_numpy():
     assert median(np.arange(6, dtype=np.float32).reshape(2, 3)) == 2.5
     with pytest.warns(RuntimeWarning):
         assert math.isnan(median(np.zeros(0)))
+
+
+def test_median_and_spread_is_the_robust_spread_with_its_floor():
+    rng = np.random.default_rng(3)
+    for values in (rng.normal(128.0, 8.0, 4001), rng.normal(0.0, 1.0, (16, 300))):
+        med = float(np.median(values))
+        assert median_and_spread(values, 0.25) == (med, max(1.4826 * float(np.median(np.abs(values - med))), 0.25))
+    assert median_and_spread(np.full(50, 7.0), 0.5) == (7.0, 0.5)  # a flat row: the floor, not a division by 0
