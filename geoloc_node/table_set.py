@@ -255,7 +255,7 @@ class TableSet(RegionTable):
             table = self._open_cell(shard, verify=self.verify_cells)
             self._headers[shard] = table.header
         else:  # mapped again after being closed: its checked header is kept, only the maps are made
-            table = _remap(self.path / self.shards[shard]["file"], header)
+            table = _remap(self.path / self.shards[shard]["file"], header, self.frame)
         entry = {"table": table}
         with self._lock:
             self._open[shard] = entry
@@ -291,16 +291,17 @@ class TableSet(RegionTable):
         return e7[..., 0] * 1e-7, e7[..., 1] * 1e-7
 
 
-def _remap(path: Path, header: TableHeader) -> RegionTable:
+def _remap(path: Path, header: TableHeader, frame: LocalFrame) -> RegionTable:
     """Memory maps of a cell whose header was read and checked before (a cell closed by the LRU and needed again:
-    about 0.1 ms instead of parsing and checking the header again)."""
+    about 0.1 ms instead of parsing and checking the header again). ``frame``: the set's, which every cell shares
+    (checked at first open); a new one per cell cost another 0.1 ms of pyproj setup per random jump."""
     import mmap
 
     with open(path, "rb") as f:  # one map for the four sections (four np.memmap calls cost four times as much)
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     arrays = {name: np.frombuffer(mm, dtype=np.dtype(sec["dtype"]), count=math.prod(sec["shape"]),
                                   offset=sec["offset"]).reshape(sec["shape"]) for name, sec in header.sections.items()}
-    return RegionTable(path=path, header=header, frame=LocalFrame(header.origin_lat, header.origin_lon), **arrays)
+    return RegionTable(path=path, header=header, frame=frame, **arrays)
 
 
 def open_table_set(path, *, expected_fingerprint: str | None = None, verify: bool = True,
