@@ -145,6 +145,22 @@ class IntegrityMonitor:
             self.track_ok = (enough and verdict.fresh_margin_bits >= c.track_recent_regain_bits and
                              verdict.fresh_z >= c.track_regain_min_z)
 
+    def note_newest_frame(self, stamp: float, z: float | None) -> None:
+        """The newest frame's robust z at the filter's place (:meth:`TrackMatcher.frame_z`), before the estimate of
+        that frame is published: the whole track check runs after it is out (for latency) and holds from the next
+        estimate. A frame that does not stand out there (``track_newest_min_z``) withdraws a long track's
+        confirmation at once, as the check will: the first frame after a kidnapping shows it (evaluation, teleported
+        500 m: newest z 1.2-1.6 on the first frame after the jump, 4.1-4.4 on the one before), and the estimate made
+        with that frame must not be trusted on the track confirmed before it."""
+        c, t = self.config, self.track
+        if z is None or z >= c.track_newest_min_z or t is None or t.length_m < c.track_min_length_m:
+            return
+        if self.track_ok:
+            self.contradicted_at = stamp
+        self.track_ok, self.fresh_after = False, stamp
+        self.track_problem = (f"the newest frame does not fit the track's place (newest z {z:.1f}): the vehicle may "
+                              "not be where the track says")
+
     def note_global_fit(self, found, distance_m: float) -> None:
         """The relocalizer's latest answer (:class:`geoloc_node.relocalize.Relocalization`): where on the whole table,
         at any heading, the recent track fits best, ``distance_m`` from the filter."""
@@ -301,7 +317,8 @@ class IntegrityMonitor:
         """The newest frames alone prefer another place, or the newest frame does not stand out at the filter's: the
         first sign of a vehicle that is no longer where its track says."""
         c = self.config
-        return t.recent_margin_bits < c.track_recent_margin_bits or t.newest_z < c.track_newest_min_z
+        return (t.recent_margin_bits < c.track_recent_margin_bits and t.recent_z < c.track_recent_max_z) or \
+            t.newest_z < c.track_newest_min_z
 
     def _trust_reason(self, stamp: float, gps_trusted: bool) -> str:
         if gps_trusted:

@@ -137,12 +137,12 @@ class Pipeline:
         if self.relocalizer is not None:
             self.relocalizer.reset()
         self._last_relocalize_check: float | None = None
-        self._all_headings_next = False  # the relocalizer wants the next frame at every heading (see _track_job)
+        self._all_headings_next = False  # the relocalizer wants the next frame at every heading (see _lost_state)
         self._have_odometry = False
         self._last_odometry: Odometry | None = None
         self._odometer_m = 0.0
         self._last_track_check: float | None = None
-        self._deferred = None  # the last frame's track job (_track_job), for run_deferred
+        self._deferred = None  # the last frame's track job (_track_frame + _lost_state), for run_deferred
         self._odometry_frame = self.config.pipeline.odometry_frame_id or None
         self._last_processed: float | None = None
         self._last_output: float | None = None
@@ -366,9 +366,14 @@ class Pipeline:
             self.counts["frames_outside_table"] += 1
         single = self._single_frame(codes, headings) if c.pipeline.single_frame_baseline else None
         # 6. does the recent track match here, and nowhere else? Deferred until this estimate is out (10-20 ms on
-        # a 2 km table, kept off the image -> ~/fix latency: run_deferred): its verdict holds from the next estimate
+        # a 2 km table, kept off the image -> ~/fix latency: run_deferred): its verdict holds from the next estimate.
+        # Only the newest frame's own test runs now (about 1 ms): a vehicle that is elsewhere shows in this frame.
+        track_frame = self._track_frame(stamp, codes, headings)
+        if track_frame is not None and self.track.frames:
+            integrity.note_newest_frame(stamp, self.track.frame_z(track_frame[0], track_frame[1]))
         est = self._estimate(stamp, "visual" if used else "odometry", single_frame=single)
-        self._deferred = self._track_job(stamp, codes, headings, np.array([est.east, est.north]))
+        self._deferred = None if track_frame is None else \
+            (*track_frame, self._lost_state(stamp, codes, headings))
         return [est]
 
     def _started_from_table(self, stamp: float) -> None:
@@ -379,21 +384,21 @@ class Pipeline:
         if self.relocalizer is not None:  # its frames chose (or saw) the old place: only new ones may confirm this one
             self.relocalizer.reset()
 
-    def _track_job(self, stamp: float, codes: np.ndarray, headings, filter_en: np.ndarray):
-        """What the track check needs of this frame, taken now, under the lock: the frame's code at the filter's
-        heading, placed where odometry puts it, and the filter's place (``filter_en``, the frame's estimate) and
-        heading. The check itself may run later
-        (run_deferred), after newer odometry: it must not see that odometry, or the node would decide otherwise
-        than replay."""
+    def _track_frame(self, stamp: float, codes: np.ndarray, headings):
+        """What the track check needs of this frame, taken now, under the lock: (the frame's code at the filter's
+        heading, placed where odometry puts it; the filter's place, this frame's estimate; its heading). The check
+        itself may run later (run_deferred), after newer odometry: it must not see that odometry, or the node would
+        decide otherwise than replay. None without odometry (the frames cannot be placed along a track: the camera
+        is never confirmed)."""
         odom = self._last_odometry
         if odom is None:
-            return None  # without odometry the frames cannot be placed along a track: the camera is never confirmed
+            return None
         f = self.filter
         yaw = f.yaw_mean()
         hypothesis, table_bin = f.code_row_of_yaw(yaw, headings)
         pose = (odom.x, odom.y, odom.yaw)
         frame = TrackFrame(stamp, self._odometer_m, pose, np.atleast_2d(codes)[hypothesis].copy(), table_bin)
-        return frame, filter_en, yaw, self._lost_state(stamp, codes, headings)
+        return frame, f.estimate()[0], yaw
 
     def _lost_state(self, stamp: float, codes: np.ndarray, headings):
         """What the relocalizer needs of this frame, decided now, from this frame's state: live, odometry and its

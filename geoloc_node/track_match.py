@@ -110,11 +110,7 @@ class TrackMatcher:
         for stamp_ in [key for key in self._grids if key not in kept]:
             del self._grids[stamp_]
         for i, f in enumerate(self.frames):
-            dev = self._grids.get(f.stamp)
-            if dev is None:  # each frame's distances once per window: the check runs at every frame
-                dev = np.zeros(shape, dtype=np.float32)
-                dev[cells[:, 1], cells[:, 0]] = self.search.distances(f.code, idx, f.heading_bin) - self.half_bits
-                self._grids[f.stamp] = dev
+            dev = self._grid(f, idx, cells, shape)
             dx, dy = f.odom[0] - odom_now[0], f.odom[1] - odom_now[1]
             shift = (int(round((c * dx - s * dy) / self.stride)), int(round((s * dx + c * dy) / self.stride)))
             targets = (score, recent) if i >= n - k else (score,)
@@ -139,6 +135,29 @@ class TrackMatcher:
                             recent_margin_bits=recent_margin, recent_z=recent_z, newest_z=newest_z,
                             first_stamp=self.frames[0].stamp, fresh_length_m=fresh_length,
                             fresh_margin_bits=fresh_margin, fresh_z=fresh_z)
+
+    def frame_z(self, frame: TrackFrame, filter_en) -> float | None:
+        """Robust z, at the filter's place, of one frame alone: the newest-frame test of :meth:`check` (its
+        ``newest_z`` once the frame is the newest kept), cheap enough to run before the frame's estimate is
+        published. The frame's distances are kept for the check (same window). None without tiles around."""
+        window = self._window_at(filter_en)
+        if window is None:
+            return None
+        _, idx, cells, origin, _ = window
+        values = self._grid(frame, idx, cells, window[4])[cells[:, 1], cells[:, 0]] + self.half_bits
+        pos = origin + cells * self.stride
+        filter_en = np.asarray(filter_en, dtype=np.float64)
+        return self._separation(values, np.hypot(pos[:, 0] - filter_en[0], pos[:, 1] - filter_en[1]), pos)[1]
+
+    def _grid(self, f: TrackFrame, idx, cells, shape) -> np.ndarray:
+        """The frame's (distance - half the bits) on the window's grid, computed once per window (the check runs at
+        every frame)."""
+        dev = self._grids.get(f.stamp)
+        if dev is None:
+            dev = np.zeros(shape, dtype=np.float32)
+            dev[cells[:, 1], cells[:, 0]] = self.search.distances(f.code, idx, f.heading_bin) - self.half_bits
+            self._grids[f.stamp] = dev
+        return dev
 
     def _recent_count(self) -> int:
         """How many of the newest frames make the recent window: those within ``recent_m`` of driving of the newest

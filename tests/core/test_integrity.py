@@ -107,7 +107,7 @@ def test_a_trusted_gps_fix_anchors_dead_reckoning_for_a_while():
 @pytest.mark.parametrize("change,text", [
     (dict(margin_bits=0.5), "ambiguous"),
     (dict(z=2.0), "does not stand out from chance"),
-    (dict(recent_margin_bits=-8.0), "newest frames"),
+    (dict(recent_margin_bits=-8.0, recent_z=3.0), "newest frames"),
     (dict(newest_z=1.5), "newest frames"),
     (dict(length_m=12.0), "confirming the camera's track"),
 ])
@@ -118,6 +118,43 @@ def test_each_track_failure_withdraws_trust(change, text):
     m.note_track(verdict(t, **change))
     v = assess(m, t)
     assert not v.trustworthy and text in v.reason
+
+
+def test_newest_frames_that_still_stand_out_here_are_not_contradicted_by_a_far_better_fit():
+    """A far place fitting the newest frames a little better (aliasing) contradicts the track only when those frames
+    do not also stand out at the filter's place (``track_recent_max_z``)."""
+    m = monitor()
+    t = confirmed(m) + 0.5
+    m.admits(t, frame())
+    m.note_track(verdict(t, recent_margin_bits=-8.0, recent_z=CFG.track_recent_max_z + 0.5))
+    assert assess(m, t).trustworthy and m.fresh_after is None
+    m.admits(t + 0.5, frame())
+    m.note_track(verdict(t + 0.5, recent_margin_bits=-8.0, recent_z=CFG.track_recent_max_z - 0.5))
+    assert not assess(m, t + 0.5).trustworthy and m.fresh_after == t + 0.5
+
+
+def test_the_newest_frame_withdraws_trust_before_its_track_check():
+    """The whole track check runs after a frame's estimate is out; the newest frame's own test runs before: an
+    estimate made with a frame that does not stand out at the filter's place is not trusted on the older track."""
+    m = monitor()
+    t = confirmed(m) + 0.5
+    m.admits(t, frame())
+    m.note_newest_frame(t, CFG.track_newest_min_z + 0.5)  # a frame that fits: nothing changes
+    assert assess(m, t).trustworthy
+    m.admits(t + 0.5, frame())
+    m.note_newest_frame(t + 0.5, CFG.track_newest_min_z - 1.0)
+    v = assess(m, t + 0.5)
+    assert not v.trustworthy and "newest frame does not fit" in v.reason
+    assert m.fresh_after == t + 0.5 and m.contradicted_at == t + 0.5
+    m.note_track(verdict(t + 0.5, newest_z=CFG.track_newest_min_z - 1.0))  # the deferred check agrees
+    assert m.fresh_after == t + 0.5 and not assess(m, t + 0.6).trustworthy
+
+
+def test_the_newest_frame_of_a_short_track_is_no_contradiction():
+    m = monitor()
+    m.note_track(verdict(1.0, length_m=CFG.track_min_length_m - 5.0))
+    m.note_newest_frame(1.2, 0.0)
+    assert m.fresh_after is None
 
 
 def test_frames_that_do_not_confirm_withdraw_trust():
@@ -143,7 +180,7 @@ def test_after_a_failed_check_only_new_frames_restore_trust():
     m = monitor()
     t = confirmed(m)
     assert assess(m, t).trustworthy
-    m.note_track(verdict(t + 0.5, recent_margin_bits=-8.0))
+    m.note_track(verdict(t + 0.5, recent_margin_bits=-8.0, recent_z=3.0))
     assert m.fresh_after == t + 0.5
     not_yet = [dict(fresh_length_m=0.0, fresh_margin_bits=-math.inf, fresh_z=0.0),  # the old frames only
                dict(fresh_length_m=CFG.track_regain_m - 1.0),  # too little new driving
@@ -211,7 +248,7 @@ def test_restart_only_for_a_wrong_place_on_readable_frames():
     m = monitor()
     t = confirmed(m)
     assess(m, t)
-    wrong = dict(z=1.0, margin_bits=-20.0, best_z=6.0, recent_margin_bits=-20.0)
+    wrong = dict(z=1.0, margin_bits=-20.0, best_z=6.0, recent_margin_bits=-20.0, recent_z=1.0)
     m.note_track(verdict(t + 1.0, **wrong))  # contradicted at t + 1: older frames may vouch for the old place
     assess(m, t + 1.0)
     s = t + 1.0 + CFG.relocalize_after_s + 0.5

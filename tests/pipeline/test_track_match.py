@@ -90,3 +90,17 @@ def test_the_recent_window_is_a_stretch_of_road(world, table):
     assert m._recent_count() == 4
     m.recent_m = 0.0
     assert m._recent_count() == 3
+
+
+def test_a_frame_alone_before_it_joins_the_track_scores_as_the_checks_newest(world, table):
+    """``frame_z`` (run before a frame's estimate is published) is the check's ``newest_z`` of that frame once it is
+    the newest: high at the frame's true place, low elsewhere."""
+    rng = np.random.default_rng(5)
+    m = _matcher(table)
+    pose = _drive(world, m, rng)
+    newest = m.frames[-1]
+    m.frames.pop()  # as before it joins: the same frame scored alone ...
+    z_here, z_there = m.frame_z(newest, (-40.0, 20.0)), m.frame_z(newest, (150.0, -200.0))
+    m.add(newest)  # ... and as the check's newest, at the same places
+    assert z_here == m.check(15.0, (-40.0, 20.0), 0.0, pose).newest_z > 2.5
+    assert z_there == m.check(15.0, (150.0, -200.0), 0.0, pose).newest_z < 2.5
