@@ -32,7 +32,7 @@ Definitions (times in seconds of message time from the drive's start, or from th
 * ``--kidnap-m D``: GPS for the first ``KIDNAP_GPS_S`` s (the filter starts where GPS puts it), no GPS after, and the
   vehicle teleported D m at ``KIDNAP_AT_S``; convergence and first trust are counted from the teleport, on the
   estimates after it ("recovered"); hazards over the whole drive. Estimates between the last truth sample (5 Hz, at
-  the camera frames) before a teleport and the first after it are not scored (:func:`scored_spans`).
+  the camera frames) before a teleport and the first after it are not scored (no truth: the report's ``_Truth``).
 
 World seeds (none used in training: procedural worlds 1-8, validation 98, test 99; nor in tuning the integrity
 monitor: 6101-6103, 66666, OSM seed 6; nor in the other evaluations: 9001-9003, 9101-9103): the 2 km world is
@@ -49,7 +49,6 @@ at 0.5 m). ``--world-size 5000`` is supported but heavy on a 2-core VM. The Hels
 from __future__ import annotations
 
 import argparse
-import bisect
 import json
 import math
 import shutil
@@ -63,7 +62,7 @@ sys.path.insert(0, str(ROOT))
 from bench_integrity import _hazardous  # noqa: E402
 from bench_worlds import HELSINKI, Work, WorldSpec, model_path  # noqa: E402
 
-from geoloc_node.report import _availability, _inside, _stats, _Truth, integrity_metrics  # noqa: E402
+from geoloc_node.report import _availability, _stats, _Truth, integrity_metrics  # noqa: E402
 
 CONVERGED_M = 10.0  # the issue's "converged": error < 10 m and staying so
 MIN_HOLD_S = 10.0
@@ -112,29 +111,15 @@ def distance_driven(truth: _Truth, a: float, b: float) -> float:
     return float(sum(math.hypot(e[i + 1] - e[i], n[i + 1] - n[i]) for i in range(len(idx) - 1)))
 
 
-def scored_spans(truth: _Truth, t0: float, end: float, teleports_s=()) -> list:
-    """The spans (stamps) whose estimates are scored: the whole drive less, around each teleport (seconds from t0),
-    the open interval between the last truth sample before it and the first one at or after it. There the truth
-    would be interpolated across the jump (half-way between the two places: 484 m off on a 956 m teleport), which is
-    not where the vehicle was."""
-    spans, a = [], t0
-    for tp in sorted(t0 + t for t in teleports_s):
-        i = bisect.bisect_left(truth.t, tp)
-        if 0 < i < len(truth.t):
-            spans.append((a, truth.t[i - 1] + 1e-6))  # the sample before the jump is exact: scored
-            a = truth.t[i]
-    spans.append((a, end + 1.0))
-    return spans
-
-
-def score_drive(res, start_s: float = 0.0, teleports_s=()) -> dict:
-    """One drive's row. ``start_s``: where counting starts (0, or the teleport), seconds from the first stamp;
-    ``teleports_s``: the drive's teleports, seconds from the first stamp (see :func:`scored_spans`)."""
+def score_drive(res, start_s: float = 0.0) -> dict:
+    """One drive's row. ``start_s``: where counting starts (0, or the teleport), seconds from the first stamp.
+    Estimates between the truth samples on either side of a teleport have no truth (:class:`_Truth` does not
+    interpolate across a jump) and are not scored."""
     t0 = res.first_stamp
     truth = _Truth(res.truth)
     start, end = t0 + start_s, res.last_stamp
-    spans = scored_spans(truth, t0, end, teleports_s)
-    scored = [s for s in res.estimates if _inside(s.stamp, spans)]
+    spans = [(t0, end + 1.0)]
+    scored = res.estimates
     rows = []  # (stamp, error, trusted); estimates without truth within 1 s are not scored (as in the report)
     for s in scored:
         p = truth.at(s.stamp)
@@ -221,7 +206,7 @@ def run_drive(work: Work, key: str, drive_seed: int, args, table: Path) -> dict:
     shutil.rmtree(out_dir, ignore_errors=True)
     t = time.perf_counter()
     res = replay(bag, out_dir, config, encoder, tab, progress=False)
-    row = {"drive_seed": drive_seed, **score_drive(res, start_s, [teleport[0]] if teleport else [])}
+    row = {"drive_seed": drive_seed, **score_drive(res, start_s)}
     row["replay_s"] = round(time.perf_counter() - t, 1)
     return row
 
