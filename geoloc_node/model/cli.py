@@ -61,6 +61,9 @@ def _add_data_args(p, train: bool) -> None:
                    help="university1652: the ground side of the pairs")
     p.add_argument("--load-workers", type=int, default=4, help="public datasets: image decoding threads")
     p.add_argument("--u1652-dir", default=None, help="u1652: folder of the two sample mosaics")
+    p.add_argument("--u1652-val-cells", type=int, default=0,
+                   help="u1652: hold out the last N training cells and evaluate on them instead of the test rows "
+                        "(choosing a recipe without looking at the test split)")
     p.add_argument("--npz", default=None, help="npz: PairArrays file(s), train[,val]")
 
 
@@ -218,7 +221,8 @@ def load_pairs(args, cfg, split: str):
         return data.view_set_pairs_cached(vs, cfg, args.cache_dir, per_place, args.load_workers,
                                           progress=sys.stderr.isatty())
     if args.data == "u1652":
-        return data.u1652_pairs("train" if split == "train" else "test", cfg, args.u1652_dir)
+        return data.u1652_pairs("train" if split == "train" else "test", cfg, args.u1652_dir,
+                                val_cells=args.u1652_val_cells)
     files = (args.npz or "").split(",")
     if not files[0]:
         raise ValueError("--data npz needs --npz train.npz[,val.npz]")

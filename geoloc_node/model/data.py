@@ -437,13 +437,22 @@ def u1652_cells(directory=None) -> tuple[np.ndarray, np.ndarray]:
     return out[0], out[1]
 
 
-def u1652_pairs(split: str, cfg: ModelConfig, directory=None, n_train: int = 400) -> PairArrays:
-    """Train: the first ``n_train`` cells (rows 0-19); test: the rest (rows 20-24): disjoint buildings."""
+def u1652_pairs(split: str, cfg: ModelConfig, directory=None, n_train: int = 400, val_cells: int = 0) -> PairArrays:
+    """Train: the first ``n_train`` cells (rows 0-19); test: the rest (rows 20-24): disjoint buildings. With
+    ``val_cells`` > 0 the last ``val_cells`` training cells are held out and stand in for the test rows (train: the
+    cells before them; any other split: them), so that a recipe is chosen without ever looking at the test rows."""
     drone, sat = u1652_cells(directory)
-    idx = np.arange(n_train) if split == "train" else np.arange(n_train, len(drone))
+    if not 0 <= val_cells < n_train:
+        raise ValueError(f"u1652: val_cells must be in [0, {n_train})")
+    fit = n_train - val_cells
+    if split == "train":
+        idx = np.arange(fit)
+    else:
+        idx = np.arange(fit, n_train) if val_cells else np.arange(n_train, len(drone))
     g = pp.resize_batch(drone[idx], cfg.ground_hw)
     a = preprocess_aerial(sat[idx], cfg)
-    return PairArrays(g, a, group=np.zeros(len(idx), np.int64), name=f"u1652-{split}")
+    name = f"u1652-{split}" if not val_cells or split == "train" else f"u1652-val{val_cells}"
+    return PairArrays(g, a, group=np.zeros(len(idx), np.int64), name=name)
 
 
 def split_by_geography(p: PairArrays, holdout_frac: float = 0.2, axis: int = 0) -> tuple[PairArrays, PairArrays]:

@@ -58,3 +58,31 @@ def test_worlds_rendered_in_parallel_equal_the_serial_ones_and_are_cached(tmp_pa
     again = synth_pairs_cached([3, 4], 5, cfg, tmp_path / "parallel", workers=2, **kw)
     assert [p.stat().st_mtime_ns for p in cached] == stamps and len(cached) == 2  # read, not rendered again
     assert np.array_equal(again.ground, parallel.ground)
+
+
+def test_u1652_validation_cells_come_from_the_training_rows(tmp_path):
+    """``val_cells``: a recipe is chosen on held-out training cells; the test rows stay unseen, the splits disjoint."""
+    import cv2
+
+    from geoloc_node.model import data
+
+    pitch_x = 3136 / data.U1652_COLS
+    for name in ("sample_drone.jpg", "sample_satellite.jpg"):  # each cell's grey level tells its index
+        im = np.full((3950, 3136, 3), 255, np.uint8)
+        for i in range(data.U1652_ROWS * data.U1652_COLS):
+            r, c = divmod(i, data.U1652_COLS)
+            y, x = int(round(r * data.U1652_PITCH_Y)), int(round(c * pitch_x))
+            im[y:y + data.U1652_VIEW, x:x + data.U1652_VIEW] = i // 2
+        cv2.imwrite(str(tmp_path / name), im)
+    cfg = ModelConfig(ground_hw=(16, 16), aerial_hw=(16, 16), aerial_preprocess="raw")
+
+    def cells(split, val_cells):
+        p = data.u1652_pairs(split, cfg, tmp_path, val_cells=val_cells)
+        return np.round(p.ground.reshape(len(p.ground), -1).mean(1))
+
+    assert len(cells("train", 0)) == 400 and cells("test", 0).min() >= 199  # rows 20-24: cells 400-499
+    train, val = cells("train", 80), cells("val", 80)
+    assert len(train) == 320 and len(val) == 80
+    assert train.max() <= 160 and 159 <= val.min() and val.max() <= 200  # cells 320-399, never the test rows
+    with pytest.raises(ValueError):
+        data.u1652_pairs("train", cfg, tmp_path, val_cells=400)
