@@ -212,6 +212,18 @@ class IntegrityConfig:
     track_regain_m: float = 15.0
     #: ... or frames of this many seconds (s; a vehicle standing still sees no new road) ...
     track_regain_s: float = 3.0
+    #: A vehicle carried elsewhere while standing (a kidnapping, a ferry, a tow) shows no odometry and, standing,
+    #: adds no track: only its view changes. Two frames with at most ``still_max_m`` of odometry (and
+    #: ``still_max_turn_deg`` of turn) between them whose codes differ in more than this share of their bits
+    #: withdraw trust, and only ``track_regain_m`` of driving may restore it (not ``track_regain_s`` of standing).
+    #: Evaluation 2 km drives standing still: at most 14 of 256 bits between consecutive frames (median 2-7); a
+    #: 1 km teleport of a standing vehicle: 61, 62 and 143 bits (bench_global --kidnap-m 1000: trusted 950 m off
+    #: for up to 11 s before this check).
+    still_view_max_frac: float = 0.125
+    #: See ``still_view_max_frac``.
+    still_max_m: float = 0.05
+    #: See ``still_view_max_frac``.
+    still_max_turn_deg: float = 2.0
     #: ... which on their own prefer the filter's place by at least this much (bits per frame) ...
     track_recent_regain_bits: float = 1.0
     #: ... and stand out from chance by this robust z.
@@ -249,6 +261,12 @@ class IntegrityConfig:
     #: this much (bits per frame; 0: never at once). Calibration, 3 filter seeds: kidnapped availability 0.52 ->
     #: 0.67; the old-table drives, where a right filter must not be thrown away, unchanged.
     relocalize_corroboration_bits: float = 8.0
+    #: ... or at once when the filter's own track check contradicts the filter outright: some place farther than the
+    #: alert limit fits the track better by at least this much (bits per frame) and the newest frames are at odds
+    #: with the filter's place (0: never). The relocalizer's place then needs no second opinion on *where*: the
+    #: filter's is refuted, and the restarted place still needs the whole table's decisive word and a new track
+    #: before it is trusted.
+    relocalize_contradiction_bits: float = 0.0
     #: The relocalizer scores the whole table: on tables of more tiles than this (about 30 km^2 at a 10 m stride)
     #: it is off (each kept frame holds a grid of the table per heading: 1.2 MB each at this size).
     relocalize_max_tiles: int = 300_000

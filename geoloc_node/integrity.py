@@ -20,6 +20,8 @@ What bounds the error, in order of the checks (the first that fails gives the re
    Bayes factor of each frame, :class:`~geoloc_node.tracking.VisualUpdate`, averaged over the last frames, at least
    ``evidence_min``), recently (``evidence_max_age_s``), and the track check (:mod:`geoloc_node.track_match`) finds
    the recent track fitting here and nowhere else; after a failed check, on frames taken since (``track_regain_m``);
+   a view that changes while odometry stands still (a vehicle moved without odometry) fails it at once
+   (:meth:`IntegrityMonitor.note_still_view`);
 5. after the filter (re)started from the table: the relocalizer (:mod:`geoloc_node.relocalize`) also finds the
    recent track fitting the whole table best here, at any heading (the track check compares places at the filter's
    heading only).
@@ -81,6 +83,7 @@ class IntegrityMonitor:
         self.track_problem: str | None = "no track checked yet"
         self.track_ok = False  # the track is confirmed (see note_track)
         self.fresh_after: float | None = None  # only frames taken after this may (re)confirm the track (None: any)
+        self.moved_unseen = False  # the view jumped while standing (note_still_view): only driving may restore trust
         self.from_table = False  # the filter's place came from the table (a start or restart), not from continuity
         self.global_fit = None  # (stamp, distance of the best place from the filter, Relocalization) while lost
         self.locked_until: float | None = None  # frames that contradict the estimate are not used until then
@@ -112,6 +115,7 @@ class IntegrityMonitor:
         self.track = None
         self.track_problem = "no track checked yet"
         self.track_ok, self.fresh_after = False, None  # the track starts again: all its frames are new
+        self.moved_unseen = False
         self.from_table, self.global_fit = True, None
         self.trusted_stamp = None
         self.lost_since = stamp
@@ -133,7 +137,7 @@ class IntegrityMonitor:
         if self.track_problem is not None:
             # the newest frames at odds with the place (not merely a short, weak or ambiguous track): from here on
             # the older frames may vouch for a place the vehicle has left
-            if verdict is not None and verdict.length_m >= c.track_min_length_m and self._newest_at_odds(verdict):
+            if verdict is not None and verdict.length_m >= c.track_min_length_m and self.newest_at_odds(verdict):
                 if self.track_ok:  # from here on the old frames may vouch for a wrong place
                     self.contradicted_at = verdict.stamp
                 self.fresh_after = verdict.stamp
@@ -141,9 +145,11 @@ class IntegrityMonitor:
         elif not self.track_ok:
             # enough new evidence: a stretch of road, or (a vehicle standing still sees no new road) some time
             enough = verdict.fresh_length_m >= c.track_regain_m or (
-                self.fresh_after is not None and verdict.stamp - self.fresh_after >= c.track_regain_s)
+                not self.moved_unseen and self.fresh_after is not None and
+                verdict.stamp - self.fresh_after >= c.track_regain_s)
             self.track_ok = (enough and verdict.fresh_margin_bits >= c.track_recent_regain_bits and
                              verdict.fresh_z >= c.track_regain_min_z)
+            self.moved_unseen = self.moved_unseen and not self.track_ok
 
     def note_newest_frame(self, stamp: float, z: float | None) -> None:
         """The newest frame's robust z at the filter's place (:meth:`TrackMatcher.frame_z`), before the estimate of
@@ -160,6 +166,21 @@ class IntegrityMonitor:
         self.track_ok, self.fresh_after = False, stamp
         self.track_problem = (f"the newest frame does not fit the track's place (newest z {z:.1f}): the vehicle may "
                               "not be where the track says")
+
+    def note_still_view(self, stamp: float, moved_m: float, turned_deg: float, changed_frac: float) -> None:
+        """Two consecutive frames: ``moved_m`` and ``turned_deg`` of odometry between them, ``changed_frac`` of
+        their code bits differ. A view that changes while odometry says the vehicle stood still (``still_*``) is a
+        vehicle moved without odometry: the track, taken before, may vouch for a place it has left, and frames taken
+        standing at the new place may fit the old one by chance (a 1 km teleport: newest z 3.8 at the old place), so
+        trust needs ``track_regain_m`` of new driving."""
+        c = self.config
+        if moved_m > c.still_max_m or turned_deg > c.still_max_turn_deg or changed_frac <= c.still_view_max_frac:
+            return
+        if self.track_ok:
+            self.contradicted_at = stamp
+        self.track_ok, self.fresh_after, self.moved_unseen = False, stamp, True
+        self.track_problem = (f"the view changed while odometry stood still ({100 * changed_frac:.0f} % of the code "
+                              "bits): the vehicle may have been moved")
 
     def note_global_fit(self, found, distance_m: float) -> None:
         """The relocalizer's latest answer (:class:`geoloc_node.relocalize.Relocalization`): where on the whole table,
@@ -308,12 +329,12 @@ class IntegrityMonitor:
                     f"{t.margin_bits:.1f} bits per frame)")
         if t.z < c.track_min_z:
             return f"the camera's track does not stand out from chance (z {t.z:.1f} < {c.track_min_z:g})"
-        if self._newest_at_odds(t):
+        if self.newest_at_odds(t):
             return (f"the newest frames do not fit the track's place (margin {t.recent_margin_bits:.1f} bits per "
                     f"frame, newest z {t.newest_z:.1f}): the vehicle may not be where the track says")
         return None
 
-    def _newest_at_odds(self, t) -> bool:
+    def newest_at_odds(self, t) -> bool:
         """The newest frames alone prefer another place, or the newest frame does not stand out at the filter's: the
         first sign of a vehicle that is no longer where its track says."""
         c = self.config

@@ -143,6 +143,7 @@ class Pipeline:
         self._odometer_m = 0.0
         self._last_track_check: float | None = None
         self._deferred = None  # the last frame's track job (_track_frame + _lost_state), for run_deferred
+        self._previous_view = None  # (odometer m, odometry yaw, codes, headings) of the last frame: _note_still_view
         self._odometry_frame = self.config.pipeline.odometry_frame_id or None
         self._last_processed: float | None = None
         self._last_output: float | None = None
@@ -369,8 +370,10 @@ class Pipeline:
         # a 2 km table, kept off the image -> ~/fix latency: run_deferred): its verdict holds from the next estimate.
         # Only the newest frame's own test runs now (about 1 ms): a vehicle that is elsewhere shows in this frame.
         track_frame = self._track_frame(stamp, codes, headings)
-        if track_frame is not None and self.track.frames:
-            integrity.note_newest_frame(stamp, self.track.frame_z(track_frame[0], track_frame[1]))
+        if track_frame is not None:
+            self._note_still_view(track_frame[0], codes, headings)
+            if self.track.frames:
+                integrity.note_newest_frame(stamp, self.track.frame_z(track_frame[0], track_frame[1]))
         est = self._estimate(stamp, "visual" if used else "odometry", single_frame=single)
         self._deferred = None if track_frame is None else \
             (*track_frame, self._lost_state(stamp, codes, headings))
@@ -399,6 +402,21 @@ class Pipeline:
         pose = (odom.x, odom.y, odom.yaw)
         frame = TrackFrame(stamp, self._odometer_m, pose, np.atleast_2d(codes)[hypothesis].copy(), table_bin)
         return frame, f.estimate()[0], yaw
+
+    def _note_still_view(self, frame: TrackFrame, codes: np.ndarray, headings) -> None:
+        """How far odometry moved and turned since the previous frame, and how much the view changed (the share of
+        code bits that differ, the median over the compass headings both frames were encoded at): for the monitor's
+        check of a vehicle moved without odometry (:meth:`IntegrityMonitor.note_still_view`)."""
+        codes = np.atleast_2d(codes)
+        view = (frame.odometer_m, frame.odom[2], codes, None if headings is None else np.asarray(headings, float))
+        previous, self._previous_view = self._previous_view, view
+        if previous is None or previous[2].shape != codes.shape or (previous[3] is None) != (view[3] is None):
+            return  # encoded at other headings (the relocalizer's frames): not comparable row by row
+        changed = np.unpackbits(np.bitwise_xor(previous[2], codes), axis=1).mean(axis=1)
+        turned = abs(math.degrees(math.remainder(view[1] - previous[1], 2.0 * math.pi)))
+        if view[3] is not None:  # the compass headings the rows were encoded at (the filter's, when it knows it)
+            turned = max(turned, float(np.max(np.abs((view[3] - previous[3] + 180.0) % 360.0 - 180.0))))
+        self.integrity.note_still_view(frame.stamp, view[0] - previous[0], turned, float(np.median(changed)))
 
     def _lost_state(self, stamp: float, codes: np.ndarray, headings):
         """What the relocalizer needs of this frame, decided now, from this frame's state: live, odometry and its
@@ -480,10 +498,13 @@ class Pipeline:
         and agree on the place. A kidnapped vehicle shows it within seconds (calibration: -17 to -30 bits per frame
         while the relocalizer was decisive at the true place), long before ``relocalize_converged_after_s``."""
         ic, t = self.config.integrity, self.integrity.track
-        if ic.relocalize_corroboration_bits <= 0 or t is None or t.length_m < ic.track_min_length_m:
+        if t is None or t.length_m < ic.track_min_length_m:
             return False
-        return t.margin_bits <= -ic.relocalize_corroboration_bits and math.hypot(
-            t.alternative_en[0] - found.east, t.alternative_en[1] - found.north) <= ic.alert_limit_m
+        if ic.relocalize_contradiction_bits > 0 and t.margin_bits <= -ic.relocalize_contradiction_bits and \
+                self.integrity.newest_at_odds(t):
+            return True  # refuted outright by its own frames (relocalize_contradiction_bits)
+        return ic.relocalize_corroboration_bits > 0 and t.margin_bits <= -ic.relocalize_corroboration_bits and \
+            math.hypot(t.alternative_en[0] - found.east, t.alternative_en[1] - found.north) <= ic.alert_limit_m
 
     def _may_restart(self, stamp: float) -> bool:
         """A filter whose cloud has not converged may be restarted by the relocalizer at once; a converged one only

@@ -157,6 +157,48 @@ def test_the_newest_frame_of_a_short_track_is_no_contradiction():
     assert m.fresh_after is None
 
 
+def test_a_view_that_changes_while_odometry_stands_still_withdraws_trust_until_the_vehicle_drives():
+    """A vehicle moved while standing (odometry still, the view changed): trust goes at once and only new driving
+    (``track_regain_m``) restores it; standing at the new place (``track_regain_s``) does not, though its frames
+    fit the old place (a 1 km teleport: z 3.8 there). Small changes, or changes while moving or turning, are no
+    sign of it."""
+    m = monitor()
+    t = confirmed(m) + 0.5
+    frac = CFG.still_view_max_frac
+    for moved, turned, changed in [(0.0, 0.0, frac * 0.5), (CFG.still_max_m * 4, 0.0, frac * 2),
+                                   (0.0, CFG.still_max_turn_deg * 2, frac * 2)]:
+        m.admits(t, frame())
+        m.note_still_view(t, moved, turned, changed)
+        assert assess(m, t).trustworthy, (moved, turned, changed)
+    m.admits(t + 0.2, frame())
+    m.note_still_view(t + 0.2, 0.0, 0.0, frac * 2)
+    v = assess(m, t + 0.2)
+    assert not v.trustworthy and "view changed while odometry stood still" in v.reason
+    assert m.fresh_after == t + 0.2 and m.contradicted_at == t + 0.2
+    standing = t + 0.2 + CFG.track_regain_s + 1.0  # long enough standing; new frames fit the old place
+    m.admits(standing, frame())
+    m.note_track(verdict(standing, fresh_length_m=0.0))
+    assert not assess(m, standing).trustworthy
+    driven = standing + 2.0  # after track_regain_m of new driving that confirms the place
+    m.admits(driven, frame())
+    m.note_track(verdict(driven, fresh_length_m=CFG.track_regain_m + 1.0))
+    assert assess(m, driven).trustworthy and not m.moved_unseen
+
+
+def test_after_a_contradiction_a_standing_vehicle_regains_trust_on_standing_frames():
+    """The other way back (``track_regain_s``) stays for contradictions that are not a view jump: a vehicle that
+    stops while its newest frames were at odds."""
+    m = monitor()
+    t = confirmed(m) + 0.5
+    m.admits(t, frame())
+    m.note_newest_frame(t, CFG.track_newest_min_z - 1.0)
+    assert not assess(m, t).trustworthy
+    standing = t + CFG.track_regain_s + 1.0
+    m.admits(standing, frame())
+    m.note_track(verdict(standing, fresh_length_m=0.0))
+    assert assess(m, standing).trustworthy
+
+
 def test_frames_that_do_not_confirm_withdraw_trust():
     m = monitor()
     t = confirmed(m)

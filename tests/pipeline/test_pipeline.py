@@ -286,3 +286,34 @@ def test_warm_up_loads_the_kernels_and_leaves_no_state(world, table):
     p.warm_up()
     assert hamming_kernels.window_all.signatures and hamming_kernels.window_topk.signatures
     assert p.counts == before and not p.filter.initialized and p.health.state == LOST
+
+
+def test_the_view_change_between_frames_is_measured_at_matching_headings(world, table):
+    """``Pipeline._note_still_view`` hands the monitor the odometry moved and turned between two frames and the
+    share of code bits that changed (median over the headings both were encoded at); frames encoded at other
+    headings are not compared, and a change of the encoded heading counts as turning."""
+    from geoloc_node.track_match import TrackFrame
+
+    p = Pipeline(GeolocConfig(), FakeOracleEncoder(world), table)
+    seen = []
+    p.integrity.note_still_view = lambda *args: seen.append(args)
+    rng = np.random.default_rng(3)
+    nbytes = table.bits // 8
+    codes = rng.integers(0, 256, (2, nbytes), dtype=np.uint8)
+
+    def view(stamp, odometer, yaw, c, headings):
+        p._note_still_view(TrackFrame(stamp, odometer, (0.0, 0.0, yaw), c[0], 0), c, headings)
+
+    view(1.0, 10.0, 0.0, codes, [0.0, 180.0])
+    changed = codes.copy()
+    changed[:, : nbytes // 4] ^= 0xFF  # a quarter of the bits of each row
+    view(1.2, 10.0, 0.0, changed, [0.0, 180.0])
+    assert seen[-1] == (1.2, 0.0, 0.0, pytest.approx(0.25))
+    view(1.4, 10.5, 0.1, changed, [0.0, 180.0])
+    assert seen[-1][1:3] == (pytest.approx(0.5), pytest.approx(math.degrees(0.1))) and seen[-1][3] == 0.0
+    n = len(seen)
+    view(1.6, 10.5, 0.1, np.vstack([changed] * 4), [0.0, 90.0, 180.0, 270.0])  # the relocalizer's frame: skipped
+    assert len(seen) == n
+    view(1.8, 10.5, 0.1, changed[:1], [30.0])
+    view(2.0, 10.5, 0.1, changed[:1], [40.0])  # the filter's heading moved by 10 degrees: turning
+    assert seen[-1][2] == pytest.approx(10.0)

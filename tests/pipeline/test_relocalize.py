@@ -146,3 +146,41 @@ def test_a_converged_filter_is_restarted_at_once_only_when_its_own_track_check_a
         p.filter.init_gaussian(0.0, 0.0, np.eye(2), 100.0, reason="test")
     p.integrity.track, p._last_relocalize_check = None, None  # without corroboration the wait decides
     assert p._relocalize(frame, np.zeros(2), lost=(None, True))
+
+
+def test_a_filter_its_own_track_refutes_is_restarted_at_once_wherever_the_better_place_is(world, table):
+    """``relocalize_contradiction_bits``: a far place fits the filter's track better by that much and the newest
+    frames are at odds with the filter's place: the filter is refuted, and the relocalizer's decisive place restarts
+    it at once, though the track check's best alternative (at the filter's heading) lies elsewhere. Either half alone
+    is not enough."""
+    from geoloc_node.config import GeolocConfig
+    from geoloc_node.pipeline import Pipeline
+    from geoloc_node.relocalize import Relocalization
+    from geoloc_node.track_match import TrackFrame, TrackVerdict
+
+    cfg = GeolocConfig.from_flat({"integrity.relocalize_contradiction_bits": 16.0})
+    bits = 16.0
+
+    def verdict(margin_bits, newest_z):
+        return TrackVerdict(stamp=100.0, frames=20, length_m=60.0, margin_bits=margin_bits, z=2.0,
+                            alternative_en=(-300.0, 0.0), best_z=8.0, recent_margin_bits=0.0, recent_z=5.0,
+                            newest_z=newest_z, first_stamp=92.0)
+
+    p = Pipeline(cfg, FakeOracleEncoder(world), table)
+    found = Relocalization(100.0, 300.0, 0.0, 0.0, margin_bits=12.0, z=8.0, length_m=60.0, frames=15, decisive=True)
+    p.relocalizer.locate = lambda stamp: found
+    frame = TrackFrame(100.0, 500.0, (0.0, 0.0, 0.0), np.zeros(table.bits // 8, np.uint8), 0)
+    at_odds = cfg.integrity.track_newest_min_z - 1.0
+    cases = [(verdict(-bits - 1.0, at_odds), True),  # refuted: at once
+             (verdict(-bits + 1.0, at_odds), False),  # another place fits a little better: not refuted
+             (verdict(-bits - 1.0, cfg.integrity.track_newest_min_z + 1.0), False)]  # the newest frames still fit
+    for track, restarted in cases:
+        p.filter.init_gaussian(0.0, 0.0, np.eye(2), 100.0, reason="test")
+        p.integrity.track, p._last_relocalize_check = track, None
+        assert p._relocalize(frame, np.zeros(2), lost=(None, False)) is restarted, track
+    off = GeolocConfig.from_flat({"integrity.relocalize_contradiction_bits": 0.0})
+    p = Pipeline(off, FakeOracleEncoder(world), table)  # off: only the corroboration or the wait restart at once
+    p.relocalizer.locate = lambda stamp: found
+    p.filter.init_gaussian(0.0, 0.0, np.eye(2), 100.0, reason="test")
+    p.integrity.track, p._last_relocalize_check = verdict(-bits - 1.0, at_odds), None
+    assert not p._relocalize(frame, np.zeros(2), lost=(None, False))
