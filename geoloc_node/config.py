@@ -217,8 +217,8 @@ class IntegrityConfig:
     #: ``still_max_turn_deg`` of turn) between them whose codes differ in more than this share of their bits
     #: withdraw trust, and only ``track_regain_m`` of driving may restore it (not ``track_regain_s`` of standing).
     #: Evaluation 2 km drives standing still: at most 14 of 256 bits between consecutive frames (median 2-7); a
-    #: 1 km teleport of a standing vehicle: 61, 62 and 143 bits (bench_global --kidnap-m 1000: trusted 950 m off
-    #: for up to 11 s before this check).
+    #: 1 km teleport of a standing vehicle: 61, 62 and 143 bits (bench_global --kidnap-m 1000 --drives 10: two
+    #: drives trusted 950-1,040 m off for 7-11 s before this check, none after).
     still_view_max_frac: float = 0.125
     #: See ``still_view_max_frac``.
     still_max_m: float = 0.05
