@@ -261,12 +261,6 @@ class IntegrityConfig:
     #: this much (bits per frame; 0: never at once). Calibration, 3 filter seeds: kidnapped availability 0.52 ->
     #: 0.67; the old-table drives, where a right filter must not be thrown away, unchanged.
     relocalize_corroboration_bits: float = 8.0
-    #: ... or at once when the filter's own track check contradicts the filter outright: some place farther than the
-    #: alert limit fits the track better by at least this much (bits per frame) and the newest frames are at odds
-    #: with the filter's place (0: never). The relocalizer's place then needs no second opinion on *where*: the
-    #: filter's is refuted, and the restarted place still needs the whole table's decisive word and a new track
-    #: before it is trusted.
-    relocalize_contradiction_bits: float = 0.0
     #: The relocalizer scores the whole table: on tables of more tiles than this (about 30 km^2 at a 10 m stride)
     #: it is off (each kept frame holds a grid of the table per heading: 1.2 MB each at this size).
     relocalize_max_tiles: int = 300_000

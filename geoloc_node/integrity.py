@@ -137,7 +137,7 @@ class IntegrityMonitor:
         if self.track_problem is not None:
             # the newest frames at odds with the place (not merely a short, weak or ambiguous track): from here on
             # the older frames may vouch for a place the vehicle has left
-            if verdict is not None and verdict.length_m >= c.track_min_length_m and self.newest_at_odds(verdict):
+            if verdict is not None and verdict.length_m >= c.track_min_length_m and self._newest_at_odds(verdict):
                 if self.track_ok:  # from here on the old frames may vouch for a wrong place
                     self.contradicted_at = verdict.stamp
                 self.fresh_after = verdict.stamp
@@ -329,12 +329,12 @@ class IntegrityMonitor:
                     f"{t.margin_bits:.1f} bits per frame)")
         if t.z < c.track_min_z:
             return f"the camera's track does not stand out from chance (z {t.z:.1f} < {c.track_min_z:g})"
-        if self.newest_at_odds(t):
+        if self._newest_at_odds(t):
             return (f"the newest frames do not fit the track's place (margin {t.recent_margin_bits:.1f} bits per "
                     f"frame, newest z {t.newest_z:.1f}): the vehicle may not be where the track says")
         return None
 
-    def newest_at_odds(self, t) -> bool:
+    def _newest_at_odds(self, t) -> bool:
         """The newest frames alone prefer another place, or the newest frame does not stand out at the filter's: the
         first sign of a vehicle that is no longer where its track says."""
         c = self.config

@@ -498,13 +498,10 @@ class Pipeline:
         and agree on the place. A kidnapped vehicle shows it within seconds (calibration: -17 to -30 bits per frame
         while the relocalizer was decisive at the true place), long before ``relocalize_converged_after_s``."""
         ic, t = self.config.integrity, self.integrity.track
-        if t is None or t.length_m < ic.track_min_length_m:
+        if ic.relocalize_corroboration_bits <= 0 or t is None or t.length_m < ic.track_min_length_m:
             return False
-        if ic.relocalize_contradiction_bits > 0 and t.margin_bits <= -ic.relocalize_contradiction_bits and \
-                self.integrity.newest_at_odds(t):
-            return True  # refuted outright by its own frames (relocalize_contradiction_bits)
-        return ic.relocalize_corroboration_bits > 0 and t.margin_bits <= -ic.relocalize_corroboration_bits and \
-            math.hypot(t.alternative_en[0] - found.east, t.alternative_en[1] - found.north) <= ic.alert_limit_m
+        return t.margin_bits <= -ic.relocalize_corroboration_bits and math.hypot(
+            t.alternative_en[0] - found.east, t.alternative_en[1] - found.north) <= ic.alert_limit_m
 
     def _may_restart(self, stamp: float) -> bool:
         """A filter whose cloud has not converged may be restarted by the relocalizer at once; a converged one only
