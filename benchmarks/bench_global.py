@@ -119,9 +119,8 @@ def score_drive(res, start_s: float = 0.0) -> dict:
     truth = _Truth(res.truth)
     start, end = t0 + start_s, res.last_stamp
     spans = [(t0, end + 1.0)]
-    scored = res.estimates
     rows = []  # (stamp, error, trusted); estimates without truth within 1 s are not scored (as in the report)
-    for s in scored:
+    for s in res.estimates:
         p = truth.at(s.stamp)
         if p is not None and s.stamp >= start:
             rows.append((s.stamp, math.hypot(s.east - p[0], s.north - p[1]), s.trustworthy))
@@ -130,7 +129,7 @@ def score_drive(res, start_s: float = 0.0) -> dict:
     whole = integrity_metrics(res.estimates, truth, spans)
     # when the hazards were (from the drive's start): right after a teleport, before the next camera frame can show
     # it, or a wrong place confirmed by the camera track, are different failures
-    hazards = [s.stamp - t0 for s in scored if s.trustworthy and _hazardous(s, truth)]
+    hazards = [s.stamp - t0 for s in res.estimates if s.trustworthy and _hazardous(s, truth)]
     after = [e for t, e, _ in rows if tc is not None and t >= tc]
     stats_after, stats_all = _stats(after), _stats([e for _, e, _ in rows])
     return {

@@ -408,15 +408,18 @@ class Pipeline:
         code bits that differ, the median over the compass headings both frames were encoded at): for the monitor's
         check of a vehicle moved without odometry (:meth:`IntegrityMonitor.note_still_view`)."""
         codes = np.atleast_2d(codes)
-        view = (frame.odometer_m, frame.odom[2], codes, None if headings is None else np.asarray(headings, float))
-        previous, self._previous_view = self._previous_view, view
-        if previous is None or previous[2].shape != codes.shape or (previous[3] is None) != (view[3] is None):
+        headings = None if headings is None else np.asarray(headings, float)
+        previous, self._previous_view = self._previous_view, (frame.odometer_m, frame.odom[2], codes, headings)
+        if previous is None:
+            return
+        odometer_m, yaw, previous_codes, previous_headings = previous
+        if previous_codes.shape != codes.shape or (previous_headings is None) != (headings is None):
             return  # encoded at other headings (the relocalizer's frames): not comparable row by row
-        changed = np.unpackbits(np.bitwise_xor(previous[2], codes), axis=1).mean(axis=1)
-        turned = abs(math.degrees(math.remainder(view[1] - previous[1], 2.0 * math.pi)))
-        if view[3] is not None:  # the compass headings the rows were encoded at (the filter's, when it knows it)
-            turned = max(turned, float(np.max(np.abs((view[3] - previous[3] + 180.0) % 360.0 - 180.0))))
-        self.integrity.note_still_view(frame.stamp, view[0] - previous[0], turned, float(np.median(changed)))
+        changed = np.unpackbits(np.bitwise_xor(previous_codes, codes), axis=1).mean(axis=1)
+        turned = abs(math.degrees(math.remainder(frame.odom[2] - yaw, 2.0 * math.pi)))
+        if headings is not None:  # the compass headings the rows were encoded at (the filter's, when it knows it)
+            turned = max(turned, float(np.max(np.abs((headings - previous_headings + 180.0) % 360.0 - 180.0))))
+        self.integrity.note_still_view(frame.stamp, frame.odometer_m - odometer_m, turned, float(np.median(changed)))
 
     def _lost_state(self, stamp: float, codes: np.ndarray, headings):
         """What the relocalizer needs of this frame, decided now, from this frame's state: live, odometry and its

@@ -143,8 +143,8 @@ class TrackMatcher:
         window = self._window_at(filter_en)
         if window is None:
             return None
-        _, idx, cells, origin, _ = window
-        values = self._grid(frame, idx, cells, window[4])[cells[:, 1], cells[:, 0]] + self.half_bits
+        _, idx, cells, origin, shape = window
+        values = self._grid(frame, idx, cells, shape)[cells[:, 1], cells[:, 0]] + self.half_bits
         pos = origin + cells * self.stride
         filter_en = np.asarray(filter_en, dtype=np.float64)
         return self._separation(values, np.hypot(pos[:, 0] - filter_en[0], pos[:, 1] - filter_en[1]), pos)[1]
