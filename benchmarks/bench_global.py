@@ -201,7 +201,8 @@ def run_drive(work: Work, key: str, drive_seed: int, args, table: Path) -> dict:
     config = GeolocConfig.from_flat({"table.path": str(table), "model.path": model_path(args.camera),
                                      "tracking.seed": args.filter_seed})
     encoder, tab = load_encoder_and_table(config)
-    out_dir = work.root / "replays" / f"global_{key}_seed{drive_seed}"
+    # one folder per drive *and* scenario: a kidnapped and a GPS-free run of the same world may run side by side
+    out_dir = work.root / "replays" / f"global_{key}{label}_{args.kidnap_m:g}_seed{drive_seed}"
     shutil.rmtree(out_dir, ignore_errors=True)
     t = time.perf_counter()
     res = replay(bag, out_dir, config, encoder, tab, progress=False)
