@@ -20,8 +20,8 @@ What bounds the error, in order of the checks (the first that fails gives the re
    Bayes factor of each frame, :class:`~geoloc_node.tracking.VisualUpdate`, averaged over the last frames, at least
    ``evidence_min``), recently (``evidence_max_age_s``), and the track check (:mod:`geoloc_node.track_match`) finds
    the recent track fitting here and nowhere else; after a failed check, on frames taken since (``track_regain_m``);
-   a view that changes while odometry stands still (a vehicle moved without odometry) fails it at once
-   (:meth:`IntegrityMonitor.note_still_view`);
+   a view that changes more than odometry explains (a vehicle moved without odometry) fails it at once
+   (:meth:`IntegrityMonitor.note_view_change`);
 5. after the filter (re)started from the table: the relocalizer (:mod:`geoloc_node.relocalize`) also finds the
    recent track fitting the whole table best here, at any heading (the track check compares places at the filter's
    heading only).
@@ -38,12 +38,16 @@ The published covariance is the particle covariance calibrated once on worlds no
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
 from .camera_check import CameraCheck
 from .config import IntegrityConfig
+
+#: How many consecutive frame pairs tell how much this camera's codes usually change (at 5 frames/s, 4 s).
+_VIEW_PAIRS = 20
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,9 @@ class IntegrityMonitor:
         self.track_problem: str | None = "no track checked yet"
         self.track_ok = False  # the track is confirmed (see note_track)
         self.fresh_after: float | None = None  # only frames taken after this may (re)confirm the track (None: any)
-        self.moved_unseen = False  # the view jumped while standing (note_still_view): only driving may restore trust
+        self.moved_unseen = False  # the view jumped (note_view_change): only driving may restore trust
+        self.newest_doubt: float | None = None  # the newest frame's z when below track_newest_trust_z
+        self._view_changes: deque = deque(maxlen=_VIEW_PAIRS)  # changed_frac of the last frame pairs
         self.from_table = False  # the filter's place came from the table (a start or restart), not from continuity
         self.global_fit = None  # (stamp, distance of the best place from the filter, Relocalization) while lost
         self.locked_until: float | None = None  # frames that contradict the estimate are not used until then
@@ -115,7 +121,7 @@ class IntegrityMonitor:
         self.track = None
         self.track_problem = "no track checked yet"
         self.track_ok, self.fresh_after = False, None  # the track starts again: all its frames are new
-        self.moved_unseen = False
+        self.moved_unseen, self.newest_doubt = False, None
         self.from_table, self.global_fit = True, None
         self.trusted_stamp = None
         self.lost_since = stamp
@@ -134,6 +140,9 @@ class IntegrityMonitor:
         c = self.config
         self.track = verdict
         self.track_problem = self._track_problem(verdict) if verdict is not None else "no track checked yet"
+        if verdict is not None:  # the same frame's z as note_newest_frame gave (the check may run without it)
+            self.newest_doubt = verdict.newest_z if verdict.length_m >= c.track_min_length_m and \
+                verdict.newest_z < c.track_newest_trust_z else None
         if self.track_problem is not None:
             # the newest frames at odds with the place (not merely a short, weak or ambiguous track): from here on
             # the older frames may vouch for a place the vehicle has left
@@ -157,9 +166,13 @@ class IntegrityMonitor:
         estimate. A frame that does not stand out there (``track_newest_min_z``) withdraws a long track's
         confirmation at once, as the check will: the first frame after a kidnapping shows it (evaluation, teleported
         500 m: newest z 1.2-1.6 on the first frame after the jump, 4.1-4.4 on the one before), and the estimate made
-        with that frame must not be trusted on the track confirmed before it."""
+        with that frame must not be trusted on the track confirmed before it. One that stands out only a little
+        (below ``track_newest_trust_z``) leaves the track confirmed but its estimate, and those until the next
+        frame, untrusted: after a teleport while driving the first two frames still fit the old place at z 2.6-2.7."""
         c, t = self.config, self.track
-        if z is None or z >= c.track_newest_min_z or t is None or t.length_m < c.track_min_length_m:
+        long_track = z is not None and t is not None and t.length_m >= c.track_min_length_m
+        self.newest_doubt = z if long_track and z < c.track_newest_trust_z else None
+        if not long_track or z >= c.track_newest_min_z:
             return
         if self.track_ok:
             self.contradicted_at = stamp
@@ -167,20 +180,35 @@ class IntegrityMonitor:
         self.track_problem = (f"the newest frame does not fit the track's place (newest z {z:.1f}): the vehicle may "
                               "not be where the track says")
 
-    def note_still_view(self, stamp: float, moved_m: float, turned_deg: float, changed_frac: float) -> None:
+    def note_view_change(self, stamp: float, moved_m: float, turned_deg: float, changed_frac: float) -> None:
         """Two consecutive frames: ``moved_m`` and ``turned_deg`` of odometry between them, ``changed_frac`` of
-        their code bits differ. A view that changes while odometry says the vehicle stood still (``still_*``) is a
-        vehicle moved without odometry: the track, taken before, may vouch for a place it has left, and frames taken
-        standing at the new place may fit the old one by chance (a 1 km teleport: newest z 3.8 at the old place), so
-        trust needs ``track_regain_m`` of new driving."""
+        their code bits differ. A view that changes more than that motion explains (``view_change_*``) and more than
+        ``view_change_noise_factor`` times as much as this camera's consecutive frames usually do (the median of the
+        last pairs: an encoder whose codes flicker from frame to frame is no sign of anything) is a vehicle moved
+        without odometry: the track, taken before, may vouch for a place it has left, and the first frames at the
+        new place may fit the old one by chance (a 1 km teleport: newest z 3.8 there, standing; 2.7 and 2.6 on the
+        two frames after one at 10 m/s), so trust needs ``track_regain_m`` of new driving. No decision before the
+        usual change is known (the track is not confirmed that soon anyway)."""
         c = self.config
-        if moved_m > c.still_max_m or turned_deg > c.still_max_turn_deg or changed_frac <= c.still_view_max_frac:
+        usual = self._usual_view_change(changed_frac)
+        explained = c.view_change_max_frac + c.view_change_per_m * max(moved_m, 0.0)
+        if usual is None or turned_deg > c.view_change_max_turn_deg or changed_frac <= explained or \
+                changed_frac <= c.view_change_noise_factor * usual:
             return
         if self.track_ok:
             self.contradicted_at = stamp
         self.track_ok, self.fresh_after, self.moved_unseen = False, stamp, True
-        self.track_problem = (f"the view changed while odometry stood still ({100 * changed_frac:.0f} % of the code "
-                              "bits): the vehicle may have been moved")
+        self.track_problem = (f"the view changed more than odometry explains ({100 * changed_frac:.0f} % of the code "
+                              f"bits over {moved_m:.1f} m, usually {100 * usual:.0f} %): the vehicle may have been "
+                              "moved")
+
+    def _usual_view_change(self, changed_frac: float) -> float | None:
+        """The median change of the last pairs before this one (None while fewer than half the window are known);
+        this pair joins them."""
+        recent = self._view_changes
+        usual = float(np.median(recent)) if len(recent) >= _VIEW_PAIRS // 2 else None
+        recent.append(changed_frac)
+        return usual
 
     def note_global_fit(self, found, distance_m: float) -> None:
         """The relocalizer's latest answer (:class:`geoloc_node.relocalize.Relocalization`): where on the whole table,
@@ -285,6 +313,9 @@ class IntegrityMonitor:
                     f"best-match distinctness {self.distinctness or 0.0:.1f}): unreadable frames, or another place")
         if self.track_problem is not None:
             return self.track_problem
+        if self.newest_doubt is not None:
+            return (f"the newest frame barely stands out at the track's place (newest z {self.newest_doubt:.1f} < "
+                    f"{c.track_newest_trust_z:g}): not trusted until a frame does")
         if self.from_table:
             problem = self._global_problem(stamp)
             if problem is not None:

@@ -143,7 +143,7 @@ class Pipeline:
         self._odometer_m = 0.0
         self._last_track_check: float | None = None
         self._deferred = None  # the last frame's track job (_track_frame + _lost_state), for run_deferred
-        self._previous_view = None  # (odometer m, odometry yaw, codes, headings) of the last frame: _note_still_view
+        self._previous_view = None  # (odometer m, odometry yaw, codes, headings) of the last frame: _note_view_change
         self._odometry_frame = self.config.pipeline.odometry_frame_id or None
         self._last_processed: float | None = None
         self._last_output: float | None = None
@@ -371,7 +371,7 @@ class Pipeline:
         # Only the newest frame's own test runs now (about 1 ms): a vehicle that is elsewhere shows in this frame.
         track_frame = self._track_frame(stamp, codes, headings)
         if track_frame is not None:
-            self._note_still_view(track_frame[0], codes, headings)
+            self._note_view_change(track_frame[0], codes, headings)
             if self.track.frames:
                 integrity.note_newest_frame(stamp, self.track.frame_z(track_frame[0], track_frame[1]))
         est = self._estimate(stamp, "visual" if used else "odometry", single_frame=single)
@@ -403,10 +403,10 @@ class Pipeline:
         frame = TrackFrame(stamp, self._odometer_m, pose, np.atleast_2d(codes)[hypothesis].copy(), table_bin)
         return frame, f.estimate()[0], yaw
 
-    def _note_still_view(self, frame: TrackFrame, codes: np.ndarray, headings) -> None:
+    def _note_view_change(self, frame: TrackFrame, codes: np.ndarray, headings) -> None:
         """How far odometry moved and turned since the previous frame, and how much the view changed (the share of
         code bits that differ, the median over the compass headings both frames were encoded at): for the monitor's
-        check of a vehicle moved without odometry (:meth:`IntegrityMonitor.note_still_view`)."""
+        check of a vehicle moved without odometry (:meth:`IntegrityMonitor.note_view_change`)."""
         codes = np.atleast_2d(codes)
         headings = None if headings is None else np.asarray(headings, float)
         previous, self._previous_view = self._previous_view, (frame.odometer_m, frame.odom[2], codes, headings)
@@ -419,7 +419,7 @@ class Pipeline:
         turned = abs(math.degrees(math.remainder(frame.odom[2] - yaw, 2.0 * math.pi)))
         if headings is not None:  # the compass headings the rows were encoded at (the filter's, when it knows it)
             turned = max(turned, float(np.max(np.abs((headings - previous_headings + 180.0) % 360.0 - 180.0))))
-        self.integrity.note_still_view(frame.stamp, frame.odometer_m - odometer_m, turned, float(np.median(changed)))
+        self.integrity.note_view_change(frame.stamp, frame.odometer_m - odometer_m, turned, float(np.median(changed)))
 
     def _lost_state(self, stamp: float, codes: np.ndarray, headings):
         """What the relocalizer needs of this frame, decided now, from this frame's state: live, odometry and its

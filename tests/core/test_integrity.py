@@ -139,7 +139,7 @@ def test_the_newest_frame_withdraws_trust_before_its_track_check():
     m = monitor()
     t = confirmed(m) + 0.5
     m.admits(t, frame())
-    m.note_newest_frame(t, CFG.track_newest_min_z + 0.5)  # a frame that fits: nothing changes
+    m.note_newest_frame(t, CFG.track_newest_trust_z + 0.5)  # a frame that fits: nothing changes
     assert assess(m, t).trustworthy
     m.admits(t + 0.5, frame())
     m.note_newest_frame(t + 0.5, CFG.track_newest_min_z - 1.0)
@@ -150,6 +150,23 @@ def test_the_newest_frame_withdraws_trust_before_its_track_check():
     assert m.fresh_after == t + 0.5 and not assess(m, t + 0.6).trustworthy
 
 
+def test_an_estimate_whose_frame_barely_stands_out_is_not_trusted_but_the_track_stays_confirmed():
+    """A frame between ``track_newest_min_z`` and ``track_newest_trust_z`` (the first frames after a teleport while
+    driving): its estimate and those until the next frame are not trusted; the track is not contradicted, so the
+    next frame that stands out restores trust at once."""
+    m = monitor()
+    t = confirmed(m) + 0.5
+    m.admits(t, frame())
+    m.note_newest_frame(t, (CFG.track_newest_min_z + CFG.track_newest_trust_z) / 2)
+    v = assess(m, t)
+    assert not v.trustworthy and "barely stands out" in v.reason
+    assert not assess(m, t + 0.1).trustworthy  # odometry estimates until the next frame
+    assert m.track_ok and m.fresh_after is None and m.contradicted_at is None
+    m.admits(t + 0.2, frame())
+    m.note_newest_frame(t + 0.2, CFG.track_newest_trust_z + 0.5)
+    assert assess(m, t + 0.2).trustworthy
+
+
 def test_the_newest_frame_of_a_short_track_is_no_contradiction():
     m = monitor()
     m.note_track(verdict(1.0, length_m=CFG.track_min_length_m - 5.0))
@@ -157,32 +174,56 @@ def test_the_newest_frame_of_a_short_track_is_no_contradiction():
     assert m.fresh_after is None
 
 
-def test_a_view_that_changes_while_odometry_stands_still_withdraws_trust_until_the_vehicle_drives():
-    """A vehicle moved while standing (odometry still, the view changed): trust goes at once and only new driving
-    (``track_regain_m``) restores it; standing at the new place (``track_regain_s``) does not, though its frames
-    fit the old place (a 1 km teleport: z 3.8 there). Small changes, or changes while moving or turning, are no
-    sign of it."""
+def test_a_view_that_changes_more_than_odometry_explains_withdraws_trust_until_the_vehicle_drives():
+    """A vehicle moved without odometry (standing, or driving on: the view jumped): trust goes at once and only new
+    driving (``track_regain_m``) restores it; standing at the new place (``track_regain_s``) does not, though its
+    frames fit the old place (a 1 km teleport: z 3.8 there). Changes that the odometry's motion explains, or changes
+    while turning, are no sign of it."""
+    base, per_m = CFG.view_change_max_frac, CFG.view_change_per_m
+    for moved in (0.0, 2.0):  # standing; driving on at 10 m/s, 5 frames/s
+        explained = base + per_m * moved
+        m = monitor()
+        t = confirmed(m) + 0.5
+        m.admits(t, frame())
+        m.note_view_change(t, moved, 0.0, explained * 2)  # before the usual change is known: no decision
+        assert assess(m, t).trustworthy
+        for _ in range(10):  # this camera's usual change between frames
+            m.note_view_change(t, moved, 0.0, 0.03)
+        for moved_ok, turned, changed in [(moved, 0.0, explained * 0.9), (moved + 1.0, 0.0, explained + per_m * 0.9),
+                                          (moved, CFG.view_change_max_turn_deg * 2, explained * 2)]:
+            m.admits(t, frame())
+            m.note_view_change(t, moved_ok, turned, changed)
+            assert assess(m, t).trustworthy, (moved_ok, turned, changed)
+        m.admits(t + 0.2, frame())
+        m.note_view_change(t + 0.2, moved, 0.0, explained * 1.1)
+        v = assess(m, t + 0.2)
+        assert not v.trustworthy and "view changed more than odometry explains" in v.reason, moved
+        assert m.fresh_after == t + 0.2 and m.contradicted_at == t + 0.2
+        standing = t + 0.2 + CFG.track_regain_s + 1.0  # long enough standing; new frames fit the old place
+        m.admits(standing, frame())
+        m.note_track(verdict(standing, fresh_length_m=0.0))
+        assert not assess(m, standing).trustworthy
+        driven = standing + 2.0  # after track_regain_m of new driving that confirms the place
+        m.admits(driven, frame())
+        m.note_track(verdict(driven, fresh_length_m=CFG.track_regain_m + 1.0))
+        assert assess(m, driven).trustworthy and not m.moved_unseen
+
+
+def test_codes_that_flicker_from_frame_to_frame_are_no_view_jump():
+    """An encoder or camera whose codes change much at every frame (here 30 %: more than a still view may): a change
+    is a jump only against what this camera's frames usually do (``view_change_noise_factor``)."""
     m = monitor()
     t = confirmed(m) + 0.5
-    frac = CFG.still_view_max_frac
-    for moved, turned, changed in [(0.0, 0.0, frac * 0.5), (CFG.still_max_m * 4, 0.0, frac * 2),
-                                   (0.0, CFG.still_max_turn_deg * 2, frac * 2)]:
-        m.admits(t, frame())
-        m.note_still_view(t, moved, turned, changed)
-        assert assess(m, t).trustworthy, (moved, turned, changed)
-    m.admits(t + 0.2, frame())
-    m.note_still_view(t + 0.2, 0.0, 0.0, frac * 2)
-    v = assess(m, t + 0.2)
-    assert not v.trustworthy and "view changed while odometry stood still" in v.reason
-    assert m.fresh_after == t + 0.2 and m.contradicted_at == t + 0.2
-    standing = t + 0.2 + CFG.track_regain_s + 1.0  # long enough standing; new frames fit the old place
-    m.admits(standing, frame())
-    m.note_track(verdict(standing, fresh_length_m=0.0))
-    assert not assess(m, standing).trustworthy
-    driven = standing + 2.0  # after track_regain_m of new driving that confirms the place
-    m.admits(driven, frame())
-    m.note_track(verdict(driven, fresh_length_m=CFG.track_regain_m + 1.0))
-    assert assess(m, driven).trustworthy and not m.moved_unseen
+    flicker = 0.3
+    assert flicker > CFG.view_change_max_frac
+    for i in range(12):
+        m.admits(t + 0.2 * i, frame())
+        m.note_view_change(t + 0.2 * i, 0.0, 0.0, flicker + 0.01 * (i % 3))
+        assert assess(m, t + 0.2 * i).trustworthy
+    jump = min(0.95, flicker * CFG.view_change_noise_factor * 1.1)
+    m.admits(t + 3.0, frame())
+    m.note_view_change(t + 3.0, 0.0, 0.0, jump)
+    assert not assess(m, t + 3.0).trustworthy and m.moved_unseen
 
 
 def test_after_a_contradiction_a_standing_vehicle_regains_trust_on_standing_frames():

@@ -289,20 +289,20 @@ def test_warm_up_loads_the_kernels_and_leaves_no_state(world, table):
 
 
 def test_the_view_change_between_frames_is_measured_at_matching_headings(world, table):
-    """``Pipeline._note_still_view`` hands the monitor the odometry moved and turned between two frames and the
+    """``Pipeline._note_view_change`` hands the monitor the odometry moved and turned between two frames and the
     share of code bits that changed (median over the headings both were encoded at); frames encoded at other
     headings are not compared, and a change of the encoded heading counts as turning."""
     from geoloc_node.track_match import TrackFrame
 
     p = Pipeline(GeolocConfig(), FakeOracleEncoder(world), table)
     seen = []
-    p.integrity.note_still_view = lambda *args: seen.append(args)
+    p.integrity.note_view_change = lambda *args: seen.append(args)
     rng = np.random.default_rng(3)
     nbytes = table.bits // 8
     codes = rng.integers(0, 256, (2, nbytes), dtype=np.uint8)
 
     def view(stamp, odometer, yaw, c, headings):
-        p._note_still_view(TrackFrame(stamp, odometer, (0.0, 0.0, yaw), c[0], 0), c, headings)
+        p._note_view_change(TrackFrame(stamp, odometer, (0.0, 0.0, yaw), c[0], 0), c, headings)
 
     view(1.0, 10.0, 0.0, codes, [0.0, 180.0])
     changed = codes.copy()
