@@ -317,3 +317,33 @@ def test_the_view_change_between_frames_is_measured_at_matching_headings(world, 
     view(1.8, 10.5, 0.1, changed[:1], [30.0])
     view(2.0, 10.5, 0.1, changed[:1], [40.0])  # the filter's heading moved by 10 degrees: turning
     assert seen[-1][2] == pytest.approx(10.0)
+
+
+def test_a_view_that_jumps_while_driving_withdraws_trust_at_that_frame(world, table):
+    """The camera suddenly sees a place 290 m away while odometry goes on as before (a vehicle carried elsewhere, as
+    the pipeline sees it): the estimate made with the first frame processed after the jump is not trusted, and the
+    monitor knows the vehicle moved unseen (only new driving may restore trust)."""
+    drive = Drive(duration_s=60.0, seed=5)
+    jump = 1050.0
+    events = []
+    for stamp, kind, rec in drive.events(table.frame, outages=[(20.0, 60.0)]):
+        if kind == "frame" and stamp >= jump:  # frames from 40 s further round the loop
+            t = stamp - 1000.0
+            e, n = drive.truth(t + 40.0)
+            rec = fake_frame(stamp, e, n, drive.heading_deg(t + 40.0))
+        events.append((stamp, kind, rec))
+    # the fake frames carry no camera to check against the model (CameraInfo): not this test's subject
+    cfg = GeolocConfig.from_flat({"tracking.n_particles": 600, "integrity.require_camera_info": False})
+    p = Pipeline(cfg, FakeOracleEncoder(world, flip_prob=0.05), table)
+    out = feed(p, [ev for ev in events if ev[0] < jump])
+    before = [o for o in out if isinstance(o, Estimate) and o.stamp > jump - 2.0]
+    assert before and all(o.trustworthy for o in before) and not p.integrity.moved_unseen
+    processed = p.counts["frames_processed"]
+    out = []
+    for ev in (ev for ev in events if ev[0] >= jump):  # up to the first frame processed after the jump
+        out += feed(p, [ev])
+        if p.counts["frames_processed"] > processed:
+            break
+    assert not out[-1].trustworthy and p.integrity.moved_unseen  # moved_unseen: set by the view-jump check alone
+    after = feed(p, [ev for ev in events if out[-1].stamp < ev[0] < jump + 5.0])
+    assert not any(o.trustworthy for o in after if isinstance(o, Estimate))
