@@ -206,6 +206,7 @@ def run_drive(work: Work, key: str, drive_seed: int, args, table: Path) -> dict:
     shutil.rmtree(out_dir, ignore_errors=True)
     t = time.perf_counter()
     res = replay(bag, out_dir, config, encoder, tab, progress=False)
+    encoder.close()
     row = {"drive_seed": drive_seed, **score_drive(res, start_s)}
     row["replay_s"] = round(time.perf_counter() - t, 1)
     return row

@@ -184,6 +184,7 @@ def run(sc: Scenario, work: Work, dump: Path | None, filter_seeds: int = 1, over
         t = time.perf_counter()
         with _FrameLog() as frames:
             res = replay(bag, out_dir, config, encoder, tab, progress=False)
+        encoder.close()
         rows.append(score(sc, res))
         rows[-1]["replay_s"] = round(time.perf_counter() - t, 1)
         if dump is not None:

@@ -86,6 +86,7 @@ def main(argv=None) -> int:
         res = replay(args.bag, Path(tmp) / "out", cfg, enc, table,
                      outages=[parse_outage(o) for o in args.gps_outage], progress=False)
         wall = time.perf_counter() - t0
+    enc.close()
     lat = {}
     from geoloc_node.pipeline import _STAGES  # noqa: PLC0415 - the stage names
 
@@ -188,14 +189,15 @@ def repeated_main(args) -> int:
     for _ in range(max(args.repeats, 1)):
         for label, cls in filters(args).items():
             pipeline_module.ParticleFilter = cls  # the one place the pipeline makes its filter
-            # a fresh encoder each replay, not timed: a replay closes its encoder at the end, and one reused would
-            # fail every frame of the next replay quietly (it measured a replay without any camera estimate)
+            # a fresh encoder each replay, not timed (each replay starts as a new process would; replay leaves the
+            # encoder open, so it is closed here)
             enc = load_encoder(args.model or default_model(), args.backend)
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
                 res = replay(args.bag, Path(tmp) / "out", cfg, enc, table,
                              outages=[parse_outage(o) for o in args.gps_outage], progress=False)
                 wall = time.perf_counter() - t0
+            enc.close()
             if res.status["counts"]["frames_processed"] == 0 and res.topics.camera is not None:
                 raise SystemExit(f"{label}: no camera frame was processed; the measurement would not be a replay")
             factors.setdefault(label, []).append((res.last_stamp - res.first_stamp) / wall)
@@ -233,12 +235,13 @@ def worker_main(args) -> int:
     config = demo_config(args)
     rtf, cpu_rtf = [], []
     for i in range(max(args.per_process, 1)):
-        encoder, table = load_encoder_and_table(config)  # fresh each replay: a replay closes its encoder
+        encoder, table = load_encoder_and_table(config)  # fresh each replay, as a new process would load them
         with tempfile.TemporaryDirectory() as tmp:
             t0, c0 = time.perf_counter(), time.process_time()
             res = replay(args.bag, Path(tmp) / "out", config, encoder, table,
                          outages=[parse_outage(o) for o in args.gps_outage], progress=False)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            encoder.close()
             dur = res.last_stamp - res.first_stamp
             rtf.append(dur / wall)
             cpu_rtf.append(dur / cpu)

@@ -108,7 +108,10 @@ def run_demo(out_dir, seed: int = DEFAULT_SEED, size_m: float = DEFAULT_SIZE_M, 
 
     t = time.perf_counter()
     log("[4/4] replay")
-    res = replay(bag, out / "replay", config, encoder, table, progress=progress)
+    try:
+        res = replay(bag, out / "replay", config, encoder, table, progress=progress)
+    finally:
+        encoder.close()  # replay leaves the encoder to whoever loaded it
     timings["replay"] = time.perf_counter() - t
     m = compute_metrics(res)
     paths = write_report(res, m, out / "replay", aerial=aerial, table=table)

@@ -303,8 +303,7 @@ class Recorder:
                 self._write([self.session.diagnostics(res.last_stamp)])
             except Exception:  # noqa: BLE001 - never lose the bag over its last status
                 pass
-        self.writer.close()
-        self.pipeline.close()
+        self.writer.close()  # the encoder is the caller's: it stays open (see replay)
         res.wall_s = wall_s
         res.status = self.pipeline.status()
         res.counts = {**self.counts, "output_messages": self.writer.count,
@@ -320,7 +319,10 @@ class Recorder:
 
 def replay(bag, out_dir, config: GeolocConfig, encoder=None, table=None, outages=(), topics: Topics | None = None,
            progress: bool = True, reorder_s: float = 0.5) -> ReplayResult:
-    """Replay ``bag`` through a :class:`Pipeline`; write ``out_dir/bag`` (MCAP) and return the result."""
+    """Replay ``bag`` through a :class:`Pipeline`; write ``out_dir/bag`` (MCAP) and return the result.
+
+    ``encoder`` stays open: whoever loaded it closes it (``encoder.close()``), and may replay again with it. (A replay
+    that closed it made the next replay with the same encoder reject every frame: a replay without the camera.)"""
     t_wall = time.perf_counter()
     source = BagSource(bag, topics, recover_dir=Path(out_dir))  # 1. open (recover an unfinished bag), pick topics
     try:

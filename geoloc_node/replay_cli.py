@@ -97,9 +97,9 @@ def main(args) -> int:
     from .pipeline import load_encoder_and_table
     from .replay import replay
 
+    encoder = table = None
     try:
         cfg = load_config(args)
-        encoder = table = None
         if cfg.table.path:  # --table, or table.path of --config: without one, only the health monitor runs
             encoder, table = load_encoder_and_table(cfg)
         out = output_folder(args)
@@ -109,6 +109,9 @@ def main(args) -> int:
     except GeolocError as exc:
         print(f"geoloc replay: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if encoder is not None:  # replay leaves the encoder to whoever loaded it (GPU memory, runtime threads)
+            encoder.close()
     metrics = report.compute_metrics(res)
     paths = report.write_report(res, metrics, out, aerial=args.aerial, table=table)
     for w in res.warnings:

@@ -234,3 +234,29 @@ def test_truncated_bag_replays_what_it_can_or_exits_2(table, tmp_path, storage):
     assert rc in (0, 2)
     if rc == 0:
         assert (tmp_path / "o" / "report.json").exists()
+
+
+class _ClosableFakeEncoder(FakeOracleEncoder):
+    """FAKE: unusable once closed, as a runtime session is (ONNX Runtime's encode fails after close())."""
+
+    closed = False
+
+    def close(self):
+        self.closed = True
+
+    def encode(self, images, headings_deg=None):
+        if self.closed:
+            raise RuntimeError("encoder closed")
+        return super().encode(images, headings_deg)
+
+
+def test_replay_leaves_the_callers_encoder_open_for_another_replay(world, table, drive_bag, tmp_path):
+    """The encoder belongs to whoever loaded it: a replay that closed it made the next replay with the same encoder
+    reject every frame (a replay without the camera, only its last_error said so)."""
+    bag, _ = drive_bag
+    enc = _ClosableFakeEncoder(world, flip_prob=0.1)
+    first = replay(bag, tmp_path / "a", CFG, enc, table, progress=False)
+    second = replay(bag, tmp_path / "b", CFG, enc, table, progress=False)
+    assert not enc.closed
+    processed = [r.status["counts"]["frames_processed"] for r in (first, second)]
+    assert processed[0] > 50 and processed[1] == processed[0]
