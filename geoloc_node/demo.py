@@ -61,7 +61,7 @@ def run_demo(out_dir, seed: int = DEFAULT_SEED, size_m: float = DEFAULT_SIZE_M, 
     """Run the demo into ``out_dir`` (emptied first) and return the metrics dictionary."""
     from .config import GeolocConfig
     from .encoders import find_spec
-    from .pipeline import load_encoder_and_table
+    from .pipeline import close_encoder, load_encoder_and_table
     from .replay import replay
     from .report import compute_metrics, write_report
 
@@ -111,7 +111,7 @@ def run_demo(out_dir, seed: int = DEFAULT_SEED, size_m: float = DEFAULT_SIZE_M, 
     try:
         res = replay(bag, out / "replay", config, encoder, table, progress=progress)
     finally:
-        encoder.close()  # replay leaves the encoder to whoever loaded it
+        close_encoder(encoder)  # replay leaves the encoder to whoever loaded it
     timings["replay"] = time.perf_counter() - t
     m = compute_metrics(res)
     paths = write_report(res, m, out / "replay", aerial=aerial, table=table)

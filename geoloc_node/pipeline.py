@@ -109,9 +109,7 @@ class Pipeline:
     def close(self) -> None:
         """Release the encoder (GPU memory, runtime threads). The pipeline processes no frame after this."""
         encoder, self.encoder = self.encoder, None
-        close = getattr(encoder, "close", None)
-        if callable(close):
-            close()
+        close_encoder(encoder)
 
     def warm_up(self) -> None:
         """Load what the first messages would otherwise load (the search kernels, the filter's prediction kernel, the
@@ -613,6 +611,14 @@ def _distance_driven(prev: Odometry | None, odom: Odometry, restarted: bool) -> 
         return 0.0
     step = math.hypot(odom.x - prev.x, odom.y - prev.y)
     return step if step > 1e-9 else abs(prev.v) * max(odom.stamp - prev.stamp, 0.0)
+
+
+def close_encoder(encoder) -> None:
+    """Release an encoder's runtime (GPU memory, threads), if it holds one: None, and test encoders without a
+    ``close``, are fine."""
+    close = getattr(encoder, "close", None)
+    if callable(close):
+        close()
 
 
 def load_encoder_and_table(config: GeolocConfig, *, threads: int = 2, cache_dir: str = ""):

@@ -94,7 +94,7 @@ def output_folder(args) -> Path:
 def main(args) -> int:
     from . import report
     from .bagread import Topics
-    from .pipeline import load_encoder_and_table
+    from .pipeline import close_encoder, load_encoder_and_table
     from .replay import replay
 
     encoder = table = None
@@ -110,8 +110,7 @@ def main(args) -> int:
         print(f"geoloc replay: {exc}", file=sys.stderr)
         return 2
     finally:
-        if encoder is not None:  # replay leaves the encoder to whoever loaded it (GPU memory, runtime threads)
-            encoder.close()
+        close_encoder(encoder)  # replay leaves the encoder to whoever loaded it (GPU memory, runtime threads)
     metrics = report.compute_metrics(res)
     paths = report.write_report(res, metrics, out, aerial=args.aerial, table=table)
     for w in res.warnings:
