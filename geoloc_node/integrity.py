@@ -141,8 +141,7 @@ class IntegrityMonitor:
         self.track = verdict
         self.track_problem = self._track_problem(verdict) if verdict is not None else "no track checked yet"
         if verdict is not None:  # the same frame's z as note_newest_frame gave (the check may run without it)
-            self.newest_doubt = verdict.newest_z if verdict.length_m >= c.track_min_length_m and \
-                verdict.newest_z < c.track_newest_trust_z else None
+            self.newest_doubt = self._newest_doubt(verdict.newest_z, verdict.length_m)
         if self.track_problem is not None:
             # the newest frames at odds with the place (not merely a short, weak or ambiguous track): from here on
             # the older frames may vouch for a place the vehicle has left
@@ -170,15 +169,24 @@ class IntegrityMonitor:
         (below ``track_newest_trust_z``) leaves the track confirmed but its estimate, and those until the next
         frame, untrusted: after a teleport while driving the first two frames still fit the old place at z 2.6-2.7."""
         c, t = self.config, self.track
-        long_track = z is not None and t is not None and t.length_m >= c.track_min_length_m
-        self.newest_doubt = z if long_track and z < c.track_newest_trust_z else None
-        if not long_track or z >= c.track_newest_min_z:
+        self.newest_doubt = None if t is None else self._newest_doubt(z, t.length_m)
+        if z is None or t is None or t.length_m < c.track_min_length_m or z >= c.track_newest_min_z:
             return
+        self._withdraw(stamp, f"the newest frame does not fit the track's place (newest z {z:.1f}): the vehicle may "
+                              "not be where the track says")
+
+    def _newest_doubt(self, z: float | None, track_length_m: float) -> float | None:
+        """``z`` when the newest frame of a long track stands out less than ``track_newest_trust_z``, else None."""
+        c = self.config
+        long_track = z is not None and track_length_m >= c.track_min_length_m
+        return z if long_track and z < c.track_newest_trust_z else None
+
+    def _withdraw(self, stamp: float, problem: str, moved_unseen: bool = False) -> None:
+        """The track no longer vouches for the place: only frames taken from ``stamp`` on may confirm it again."""
         if self.track_ok:
             self.contradicted_at = stamp
-        self.track_ok, self.fresh_after = False, stamp
-        self.track_problem = (f"the newest frame does not fit the track's place (newest z {z:.1f}): the vehicle may "
-                              "not be where the track says")
+        self.track_ok, self.fresh_after, self.track_problem = False, stamp, problem
+        self.moved_unseen = self.moved_unseen or moved_unseen
 
     def note_view_change(self, stamp: float, moved_m: float, turned_deg: float, changed_frac: float) -> None:
         """Two consecutive frames: ``moved_m`` and ``turned_deg`` of odometry between them, ``changed_frac`` of
@@ -195,12 +203,9 @@ class IntegrityMonitor:
         if usual is None or turned_deg > c.view_change_max_turn_deg or changed_frac <= explained or \
                 changed_frac <= c.view_change_noise_factor * usual:
             return
-        if self.track_ok:
-            self.contradicted_at = stamp
-        self.track_ok, self.fresh_after, self.moved_unseen = False, stamp, True
-        self.track_problem = (f"the view changed more than odometry explains ({100 * changed_frac:.0f} % of the code "
+        self._withdraw(stamp, f"the view changed more than odometry explains ({100 * changed_frac:.0f} % of the code "
                               f"bits over {moved_m:.1f} m, usually {100 * usual:.0f} %): the vehicle may have been "
-                              "moved")
+                              "moved", moved_unseen=True)
 
     def _usual_view_change(self, changed_frac: float) -> float | None:
         """The median change of the last pairs before this one (None while fewer than half the window are known);

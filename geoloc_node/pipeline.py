@@ -103,7 +103,7 @@ class Pipeline:
         try:
             return cls(config, encoder, table)
         except BaseException:
-            encoder.close()
+            close_encoder(encoder)
             raise
 
     def close(self) -> None:

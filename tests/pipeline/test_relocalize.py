@@ -146,4 +146,3 @@ def test_a_converged_filter_is_restarted_at_once_only_when_its_own_track_check_a
         p.filter.init_gaussian(0.0, 0.0, np.eye(2), 100.0, reason="test")
     p.integrity.track, p._last_relocalize_check = None, None  # without corroboration the wait decides
     assert p._relocalize(frame, np.zeros(2), lost=(None, True))
-
