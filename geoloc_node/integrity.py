@@ -19,7 +19,8 @@ What bounds the error, in order of the checks (the first that fails gives the re
    odometry noise), or visual confirmation: the camera frames keep agreeing with the filter's *prediction* (the log
    Bayes factor of each frame, :class:`~geoloc_node.tracking.VisualUpdate`, averaged over the last frames, at least
    ``evidence_min``), recently (``evidence_max_age_s``), and the track check (:mod:`geoloc_node.track_match`) finds
-   the recent track fitting here and nowhere else; after a failed check, on frames taken since (``track_regain_m``);
+   the recent track fitting here and nowhere else; after a failed check, on frames taken since (``track_regain_m``;
+   once they cover a track of their own, they alone are judged: the older frames neither confirm nor blur it);
    a view that changes more than odometry explains (a vehicle moved without odometry) fails it at once
    (:meth:`IntegrityMonitor.note_view_change`);
 5. after the filter (re)started from the table: the relocalizer (:mod:`geoloc_node.relocalize`) also finds the
@@ -28,7 +29,8 @@ What bounds the error, in order of the checks (the first that fails gives the re
 
 Frames that do not agree with a confident prediction (log Bayes factor below ``frame_gate``) do not move the filter
 (:meth:`IntegrityMonitor.admits`): black, noisy or wrong-domain frames then cost only their evidence, and the position
-dead-reckons on odometry instead of chasing chance matches. A kidnapped vehicle loses its anchor within a few frames,
+dead-reckons on odometry instead of chasing chance matches; once the track is confirmed again on new frames, they may
+tighten the cloud that dead-reckoned through the trouble. A kidnapped vehicle loses its anchor within a few frames,
 the gate opens, and the divergence check restarts the filter from the table.
 
 The published covariance is the particle covariance calibrated once on worlds not used for evaluation
@@ -37,6 +39,7 @@ The published covariance is the particle covariance calibrated once on worlds no
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -138,7 +141,7 @@ class IntegrityMonitor:
         chance (calibration, 5 frames/s: three checks in a row within 0.6 s did, 3.4 s after a 500 m teleport); a
         stretch of road measured in metres, not a count of checks, is the same evidence at any frame rate."""
         c = self.config
-        self.track = verdict
+        self.track = verdict = self._judged(verdict)
         self.track_problem = self._track_problem(verdict) if verdict is not None else "no track checked yet"
         if verdict is not None:  # the same frame's z as note_newest_frame gave (the check may run without it)
             self.newest_doubt = self._newest_doubt(verdict.newest_z, verdict.length_m)
@@ -158,6 +161,18 @@ class IntegrityMonitor:
             self.track_ok = (enough and verdict.fresh_margin_bits >= c.track_recent_regain_bits and
                              verdict.fresh_z >= c.track_regain_min_z)
             self.moved_unseen = self.moved_unseen and not self.track_ok
+
+    def _judged(self, verdict):
+        """The track to judge the place on: after a contradiction, once the frames taken since cover a track of
+        their own (``track_min_length_m``), those frames alone. The older ones may vouch for a place the vehicle has
+        left, and frames the camera could not read (black, noise) blur the margin as long as they stay in the track:
+        after 50 s of black frames, good frames at the right place were called ambiguous for 10 s (evaluation)."""
+        if verdict is None or self.fresh_after is None or verdict.fresh_length_m < self.config.track_min_length_m:
+            return verdict
+        v = verdict
+        return dataclasses.replace(v, frames=v.fresh_frames, length_m=v.fresh_length_m, margin_bits=v.fresh_margin_bits,
+                                   z=v.fresh_z, alternative_en=v.fresh_alternative_en, best_z=v.fresh_best_z,
+                                   first_stamp=v.fresh_first_stamp)
 
     def note_newest_frame(self, stamp: float, z: float | None) -> None:
         """The newest frame's robust z at the filter's place (:meth:`TrackMatcher.frame_z`), before the estimate of
@@ -260,7 +275,11 @@ class IntegrityMonitor:
         self.evidence_stamp = stamp
         self.distinctness = float(vu.distinctness)
         unreadable = lbf < c.frame_gate or self.evidence < c.evidence_min  # this frame, or the last few
-        if self.locked_until is not None and stamp <= self.locked_until and unreadable:
+        # ... unless the camera's track, confirmed again on frames taken since the trouble, vouches for the filter's
+        # place while its estimate is not trusted: the camera reads the world there again, and its frames are what
+        # tightens a cloud that dead-reckoned through the trouble (wide, so good frames agree with it only weakly)
+        vouched = self.track_ok and self.last is not None and not self.last.trustworthy
+        if self.locked_until is not None and stamp <= self.locked_until and unreadable and not vouched:
             self.frames_gated += 1
             return False
         return True

@@ -56,6 +56,10 @@ class TrackVerdict:
     fresh_length_m: float = 0.0  # the same for the frames taken after ``fresh_after`` (check's argument) alone:
     fresh_margin_bits: float = -math.inf  # a place the old frames chose cannot be confirmed by them again
     fresh_z: float = 0.0
+    fresh_alternative_en: tuple[float, float] = (math.nan, math.nan)
+    fresh_best_z: float = 0.0
+    fresh_frames: int = 0
+    fresh_first_stamp: float = math.inf
 
 
 class TrackMatcher:
@@ -126,15 +130,20 @@ class TrackMatcher:
         recent_margin, recent_z, _, _ = self._separation(recent[cells[:, 1], cells[:, 0]], dist, pos)
         _, newest_z, _, _ = self._separation(newest[cells[:, 1], cells[:, 0]], dist, pos)
         if fresh_first < n:
-            fresh_margin, fresh_z, _, _ = self._separation(fresh[cells[:, 1], cells[:, 0]], dist, pos)
+            fresh_margin, fresh_z, fresh_best_z, fresh_alt = self._separation(fresh[cells[:, 1], cells[:, 0]], dist,
+                                                                              pos)
             fresh_length = self.frames[-1].odometer_m - self.frames[fresh_first].odometer_m
+            fresh_first_stamp = self.frames[fresh_first].stamp
         else:
-            fresh_margin, fresh_z, fresh_length = -math.inf, 0.0, 0.0
+            fresh_margin, fresh_z, fresh_best_z, fresh_alt = -math.inf, 0.0, 0.0, (math.nan, math.nan)
+            fresh_length, fresh_first_stamp = 0.0, math.inf
         return TrackVerdict(stamp=stamp, frames=n, length_m=self.frames[-1].odometer_m - self.frames[0].odometer_m,
                             margin_bits=margin, z=z, alternative_en=alt_en, best_z=best_z,
                             recent_margin_bits=recent_margin, recent_z=recent_z, newest_z=newest_z,
                             first_stamp=self.frames[0].stamp, fresh_length_m=fresh_length,
-                            fresh_margin_bits=fresh_margin, fresh_z=fresh_z)
+                            fresh_margin_bits=fresh_margin, fresh_z=fresh_z, fresh_alternative_en=fresh_alt,
+                            fresh_best_z=fresh_best_z, fresh_frames=n - fresh_first,
+                            fresh_first_stamp=fresh_first_stamp)
 
     def frame_z(self, frame: TrackFrame, filter_en) -> float | None:
         """Robust z, at the filter's place, of one frame alone: the newest-frame test of :meth:`check` (its

@@ -3,6 +3,7 @@ frame gate, the restart, and the protection level."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -24,7 +25,8 @@ WEIGHTS = np.full(500, 1 / 500)
 def verdict(stamp, **kw) -> TrackVerdict:
     good = dict(frames=20, length_m=60.0, margin_bits=15.0, z=7.0, alternative_en=(300.0, 0.0), best_z=7.0,
                 recent_margin_bits=12.0, recent_z=5.0, newest_z=5.0, first_stamp=stamp - 8.0,
-                fresh_length_m=60.0, fresh_margin_bits=12.0, fresh_z=5.0)
+                fresh_length_m=60.0, fresh_margin_bits=12.0, fresh_z=5.0, fresh_best_z=5.0, fresh_frames=20,
+                fresh_first_stamp=stamp - 8.0, fresh_alternative_en=(300.0, 0.0))
     good.update(kw)
     return TrackVerdict(stamp=stamp, **good)
 
@@ -267,8 +269,9 @@ def test_after_a_failed_check_only_new_frames_restore_trust():
     assert m.fresh_after == t + 0.5
     not_yet = [dict(fresh_length_m=0.0, fresh_margin_bits=-math.inf, fresh_z=0.0),  # the old frames only
                dict(fresh_length_m=CFG.track_regain_m - 1.0),  # too little new driving
-               dict(fresh_margin_bits=CFG.track_recent_regain_bits - 0.5),  # another place fits them as well
-               dict(fresh_z=CFG.track_regain_min_z - 0.5)]  # they do not stand out from chance
+               # another place fits them as well; they do not stand out from chance (a stretch shorter than a track)
+               dict(fresh_length_m=CFG.track_regain_m + 5.0, fresh_margin_bits=CFG.track_recent_regain_bits - 0.5),
+               dict(fresh_length_m=CFG.track_regain_m + 5.0, fresh_z=CFG.track_regain_min_z - 0.5)]
     for i, kw in enumerate(not_yet):
         s = t + 1 + i
         m.admits(s, frame())
@@ -278,6 +281,30 @@ def test_after_a_failed_check_only_new_frames_restore_trust():
     m.admits(t + 6, frame())
     m.note_track(verdict(t + 6))
     assert assess(m, t + 6).trustworthy
+
+
+def test_after_a_contradiction_a_track_of_new_frames_is_judged_alone():
+    """Once the frames taken since a contradiction cover a track of their own, the older frames neither confirm the
+    place (a kidnapped vehicle's track still vouches for the old place) nor block it (unreadable frames still in
+    the track make it look ambiguous)."""
+    m = monitor()
+    t = confirmed(m)
+    assess(m, t)
+    m.note_track(verdict(t + 0.5, recent_margin_bits=-8.0, recent_z=3.0))  # contradicted
+    blurred = dict(margin_bits=-4.0, z=3.0, alternative_en=(110.0, 0.0))  # the whole track, old frames included
+    short = CFG.track_min_length_m - 5.0
+    m.admits(t + 1.0, frame())
+    m.note_track(verdict(t + 1.0, fresh_length_m=short, **blurred))
+    assert not assess(m, t + 1.0).trustworthy and "ambiguous: a place 110 m away" in m.last.reason
+    m.admits(t + 2.0, frame())
+    m.note_track(verdict(t + 2.0, fresh_length_m=CFG.track_min_length_m, **blurred))
+    assert assess(m, t + 2.0).trustworthy
+    # the old frames confirm, the new ones (a full track of them) are ambiguous: not trusted
+    m.note_track(verdict(t + 2.5, recent_margin_bits=-8.0, recent_z=3.0))  # contradicted again
+    m.admits(t + 3.0, frame())
+    m.note_track(verdict(t + 3.0, fresh_length_m=CFG.track_min_length_m, fresh_margin_bits=-2.0,
+                         fresh_alternative_en=(500.0, 0.0)))
+    assert not assess(m, t + 3.0).trustworthy and "ambiguous: a place 500 m away" in m.last.reason
 
 
 @pytest.mark.parametrize("change", [dict(margin_bits=0.5), dict(z=2.0)])
@@ -327,6 +354,31 @@ def test_the_gate_keeps_contradicting_frames_off_a_trusted_estimate():
     assert m.admits(t + 40.5, frame(lbf=-2.0))  # a restarted filter takes every frame
 
 
+
+def test_a_track_confirmed_again_opens_the_gate_while_trust_is_out():
+    """After unreadable frames the cloud has dead-reckoned wide, so good frames agree with it only weakly (their
+    evidence stays low) and the gate would keep them out until the hold runs out; a track confirmed again on frames
+    taken since the trouble says the camera reads the world at the filter's place: its frames may tighten the cloud.
+    Unreadable frames alone never confirm a track, so they stay gated."""
+    m = monitor()
+    t = confirmed(m)
+    assess(m, t)  # trusted: locked for gate_hold_s
+    bad = t + 1.0
+    m.note_track(verdict(bad, newest_z=0.5, recent_margin_bits=-20.0, recent_z=0.5))  # the trouble starts
+    assert not m.track_ok and not assess(m, bad).trustworthy
+    assert not any([m.admits(bad + 0.2 * i, frame(lbf=-2.0)) for i in range(10)])  # unreadable: gated
+    assert not m.admits(bad + 5.0, frame(lbf=0.2))  # weak agreement, no track: gated
+    good = bad + 20.0
+    m.note_track(verdict(good, fresh_z=CFG.track_regain_min_z - 1.0, first_stamp=bad + 15.0))
+    assert not m.track_ok and not m.admits(good, frame(lbf=0.2))  # the new frames do not stand out yet
+    m.note_track(verdict(good + 1.0, fresh_length_m=CFG.track_regain_m + 1.0, first_stamp=bad + 15.0))
+    assert m.track_ok and not assess(m, good + 1.0).trustworthy  # the evidence is still low: not trusted
+    assert m.admits(good + 1.5, frame(lbf=0.2))  # but the frame may weigh the particles
+    for i in range(6):
+        m.admits(good + 2.0 + 0.2 * i, frame(lbf=2.5))
+    assert assess(m, good + 3.2).trustworthy
+    assert not m.admits(good + 3.5, frame(lbf=-2.0))  # trusted again: the gate holds
+
 def test_restart_only_for_a_wrong_place_on_readable_frames():
     m = monitor()
     t = confirmed(m)
@@ -335,14 +387,29 @@ def test_restart_only_for_a_wrong_place_on_readable_frames():
     m.note_track(verdict(t + 1.0, **wrong))  # contradicted at t + 1: older frames may vouch for the old place
     assess(m, t + 1.0)
     s = t + 1.0 + CFG.relocalize_after_s + 0.5
-    m.note_track(verdict(s, **{**wrong, "first_stamp": t}))
-    assert not m.should_restart(s)  # the track still holds frames from before the contradiction
-    m.note_track(verdict(s, **{**wrong, "first_stamp": t + 2.0}))
+    short = CFG.track_min_length_m - 5.0
+    m.note_track(verdict(s, **{**wrong, "first_stamp": t}, fresh_length_m=short, fresh_margin_bits=-20.0,
+                         fresh_z=1.0, fresh_best_z=6.0))
+    assert not m.should_restart(s)  # the track still holds frames from before the contradiction, and few new ones
+    m.note_track(all_fresh(s, **{**wrong, "first_stamp": t + 2.0}))
     assert m.should_restart(s)
-    m.note_track(verdict(s, **{**wrong, "first_stamp": t + 2.0, "best_z": 3.0}))
+    m.note_track(all_fresh(s, **{**wrong, "first_stamp": t + 2.0, "best_z": 3.0}))
     assert not m.should_restart(s)  # unreadable frames: no place stands out, dead-reckon instead
-    m.note_track(verdict(s, **{**wrong, "first_stamp": t + 2.0, "z": 6.0}))
+    m.note_track(all_fresh(s, **{**wrong, "first_stamp": t + 2.0, "z": 6.0}))
     assert not m.should_restart(s)  # the filter's place stands out too: ambiguity, not a wrong place
+    # old frames still in the track, but a track's length of new ones (judged alone) says the place is wrong
+    m.note_track(verdict(s, **{**wrong, "first_stamp": t, "z": 6.0, "margin_bits": 5.0},
+                         fresh_length_m=CFG.track_min_length_m, fresh_margin_bits=-20.0, fresh_z=1.0,
+                         fresh_best_z=6.0, fresh_first_stamp=t + 2.0))
+    assert m.should_restart(s)
+
+
+def all_fresh(stamp, **kw) -> TrackVerdict:
+    """A track all of whose frames were taken after the last contradiction: its fresh part is the whole of it."""
+    v = verdict(stamp, **kw)
+    return dataclasses.replace(v, fresh_length_m=v.length_m, fresh_margin_bits=v.margin_bits, fresh_z=v.z,
+                               fresh_best_z=v.best_z, fresh_alternative_en=v.alternative_en, fresh_frames=v.frames,
+                               fresh_first_stamp=v.first_stamp)
 
 
 def _fit(stamp, margin=10.0, decisive=True):
