@@ -20,7 +20,8 @@ What bounds the error, in order of the checks (the first that fails gives the re
    Bayes factor of each frame, :class:`~geoloc_node.tracking.VisualUpdate`, averaged over the last frames, at least
    ``evidence_min``), recently (``evidence_max_age_s``), and the track check (:mod:`geoloc_node.track_match`) finds
    the recent track fitting here and nowhere else; after a failed check, on frames taken since (``track_regain_m``;
-   once they cover a track of their own, they alone are judged: the older frames neither confirm nor blur it);
+   once they cover a track of their own, or pass the track's tests on their own, they alone are judged: the older
+   frames neither confirm nor blur it);
    a view that changes more than odometry explains (a vehicle moved without odometry) fails it at once
    (:meth:`IntegrityMonitor.note_view_change`);
 5. after the filter (re)started from the table: the relocalizer (:mod:`geoloc_node.relocalize`) also finds the
@@ -92,6 +93,7 @@ class IntegrityMonitor:
         self.fresh_after: float | None = None  # only frames taken after this may (re)confirm the track (None: any)
         self.moved_unseen = False  # the view jumped (note_view_change): only driving may restore trust
         self.newest_doubt: float | None = None  # the newest frame's z when below track_newest_trust_z
+        self.fresh_vouched = False  # the frames since the last contradiction confirm the place, the whole track not
         self._view_changes: deque = deque(maxlen=_VIEW_PAIRS)  # changed_frac of the last frame pairs
         self.from_table = False  # the filter's place came from the table (a start or restart), not from continuity
         self.global_fit = None  # (stamp, distance of the best place from the filter, Relocalization) while lost
@@ -145,6 +147,9 @@ class IntegrityMonitor:
         self.track_problem = self._track_problem(verdict) if verdict is not None else "no track checked yet"
         if verdict is not None:  # the same frame's z as note_newest_frame gave (the check may run without it)
             self.newest_doubt = self._newest_doubt(verdict.newest_z, verdict.length_m)
+        self.fresh_vouched = self.track_problem is not None and self._fresh_vouches(verdict)
+        if self.fresh_vouched:
+            self.track_problem = None
         if self.track_problem is not None:
             # the newest frames at odds with the place (not merely a short, weak or ambiguous track): from here on
             # the older frames may vouch for a place the vehicle has left
@@ -154,13 +159,34 @@ class IntegrityMonitor:
                 self.fresh_after = verdict.stamp
             self.track_ok = False
         elif not self.track_ok:
-            # enough new evidence: a stretch of road, or (a vehicle standing still sees no new road) some time
-            enough = verdict.fresh_length_m >= c.track_regain_m or (
-                not self.moved_unseen and self.fresh_after is not None and
-                verdict.stamp - self.fresh_after >= c.track_regain_s)
-            self.track_ok = (enough and verdict.fresh_margin_bits >= c.track_recent_regain_bits and
-                             verdict.fresh_z >= c.track_regain_min_z)
+            self.track_ok = (self._fresh_enough(verdict) and verdict.fresh_margin_bits >= c.track_recent_regain_bits
+                             and verdict.fresh_z >= c.track_regain_min_z)
             self.moved_unseen = self.moved_unseen and not self.track_ok
+
+    def _fresh_enough(self, verdict) -> bool:
+        """Enough new evidence since a contradiction: a stretch of road, or (a vehicle standing still sees no new
+        road) some time, unless the view jumped (a vehicle moved without odometry: only driving counts)."""
+        c = self.config
+        return verdict.fresh_length_m >= c.track_regain_m or (
+            not self.moved_unseen and self.fresh_after is not None and
+            verdict.stamp - self.fresh_after >= c.track_regain_s)
+
+    def _fresh_vouches(self, verdict) -> bool:
+        """After a contradiction, whether the frames taken since vouch for the filter's place on their own, though
+        the whole track fails (ambiguous, weak, short): enough of them (:meth:`_fresh_enough`), the newest not at
+        odds, and on their own they pass the whole track's tests (``track_margin_bits``, ``track_min_z``), which are
+        stricter than the regain's. The older frames were taken during the trouble: unreadable ones (black, noise,
+        another domain) blur the margin for as long as they stay in the track, and a vehicle that stands still once
+        good frames return never drives them out (evaluation, black frames: new frames at the right place with a
+        margin of 26 bits per frame and z 6 were called ambiguous for 10 s on the whole track, margin near 0).
+        A kidnapped vehicle's old frames would pass, not fail: there the new frames alone decide already."""
+        c = self.config
+        if verdict is None or self.fresh_after is None or verdict.fresh_frames >= verdict.frames or \
+                self._newest_at_odds(verdict):
+            return False
+        return (self._fresh_enough(verdict) and
+                verdict.fresh_margin_bits >= max(c.track_margin_bits, c.track_recent_regain_bits) and
+                verdict.fresh_z >= max(c.track_min_z, c.track_regain_min_z))
 
     def _judged(self, verdict):
         """The track to judge the place on: after a contradiction, once the frames taken since cover a track of
@@ -402,6 +428,9 @@ class IntegrityMonitor:
         if self.anchor_stamp is not None and stamp - self.anchor_stamp <= self.config.gps_anchor_s:
             return f"odometry from a trusted GPS fix {stamp - self.anchor_stamp:.1f} s ago"
         t = self.track
+        if self.fresh_vouched:
+            return (f"the camera's new frames confirm the position ({t.fresh_length_m:.0f} m since the trouble, "
+                    f"margin {t.fresh_margin_bits:.1f} bits per frame, z {t.fresh_z:.1f})")
         return (f"camera track confirms the position ({t.length_m:.0f} m, margin {t.margin_bits:.1f} bits per frame, "
                 f"z {t.z:.1f})")
 

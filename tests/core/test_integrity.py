@@ -293,8 +293,8 @@ def test_after_a_contradiction_a_track_of_new_frames_is_judged_alone():
     m.note_track(verdict(t + 0.5, recent_margin_bits=-8.0, recent_z=3.0))  # contradicted
     blurred = dict(margin_bits=-4.0, z=3.0, alternative_en=(110.0, 0.0))  # the whole track, old frames included
     short = CFG.track_min_length_m - 5.0
-    m.admits(t + 1.0, frame())
-    m.note_track(verdict(t + 1.0, fresh_length_m=short, **blurred))
+    m.admits(t + 1.0, frame())  # new frames that would regain a track that passes, but do not pass one alone
+    m.note_track(verdict(t + 1.0, fresh_length_m=short, fresh_z=CFG.track_min_z - 0.5, **blurred))
     assert not assess(m, t + 1.0).trustworthy and "ambiguous: a place 110 m away" in m.last.reason
     m.admits(t + 2.0, frame())
     m.note_track(verdict(t + 2.0, fresh_length_m=CFG.track_min_length_m, **blurred))
@@ -305,6 +305,47 @@ def test_after_a_contradiction_a_track_of_new_frames_is_judged_alone():
     m.note_track(verdict(t + 3.0, fresh_length_m=CFG.track_min_length_m, fresh_margin_bits=-2.0,
                          fresh_alternative_en=(500.0, 0.0)))
     assert not assess(m, t + 3.0).trustworthy and "ambiguous: a place 500 m away" in m.last.reason
+
+
+def test_new_frames_that_pass_the_track_tests_alone_vouch_for_the_place_the_whole_track_blurs():
+    """After a contradiction, frames taken since that on their own pass the whole track's tests (margin, z) restore
+    trust once they are enough (``track_regain_m`` of driving, or ``track_regain_s`` for a vehicle standing still),
+    though the whole track, unreadable frames included, is ambiguous; not with a weaker margin or z, not while
+    standing after the view jumped, not with the newest frames at odds."""
+    blurred = dict(margin_bits=0.0, z=3.2, alternative_en=(110.0, 0.0))  # the whole track: black frames in it
+    strong = dict(fresh_margin_bits=CFG.track_margin_bits + 1.0, fresh_z=CFG.track_min_z + 0.5, fresh_frames=5)
+
+    def contradicted(jumped=False):
+        m = monitor()
+        t = confirmed(m)
+        assess(m, t)
+        if jumped:
+            for i in range(12):  # learn the usual change, then a jump while standing
+                m.note_view_change(t + 0.01 * i, 0.0, 0.0, 0.03)
+            m.note_view_change(t + 0.5, 0.0, 0.0, 0.5)
+        else:
+            m.note_track(verdict(t + 0.5, recent_margin_bits=-8.0, recent_z=3.0))
+        assert m.fresh_after == t + 0.5
+        return m, t + 0.5
+
+    def trusted_after(m, stamp, **kw):
+        m.admits(stamp, frame())
+        m.note_track(verdict(stamp, **{**blurred, **strong, **kw}))
+        return assess(m, stamp).trustworthy
+
+    m, bad = contradicted()
+    assert trusted_after(m, bad + 1.0, fresh_length_m=CFG.track_regain_m)  # driven
+    assert "new frames confirm the position" in m.last.reason
+    m, bad = contradicted()
+    assert not trusted_after(m, bad + 1.0, fresh_length_m=CFG.track_regain_m - 1.0)  # not enough yet
+    assert trusted_after(m, bad + CFG.track_regain_s, fresh_length_m=1.0)  # standing, long enough
+    for weaker in (dict(fresh_margin_bits=CFG.track_margin_bits - 0.5), dict(fresh_z=CFG.track_min_z - 0.5),
+                   dict(newest_z=CFG.track_newest_min_z - 0.5)):
+        m, bad = contradicted()
+        assert not trusted_after(m, bad + 1.0, fresh_length_m=CFG.track_regain_m + 5.0, **weaker), weaker
+    m, bad = contradicted(jumped=True)  # moved without odometry: standing frames do not count, driven ones do
+    assert not trusted_after(m, bad + 2 * CFG.track_regain_s, fresh_length_m=1.0)
+    assert trusted_after(m, bad + 2 * CFG.track_regain_s + 1.0, fresh_length_m=CFG.track_regain_m)
 
 
 @pytest.mark.parametrize("change", [dict(margin_bits=0.5), dict(z=2.0)])
