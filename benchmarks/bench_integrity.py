@@ -249,12 +249,13 @@ def _dump(path: Path, res, frames) -> None:
             f.write(f"{t - res.first_stamp:.2f},{lbf:.3f},{dist:.3f},{evidence:.3f},{int(used)}\n")
     with open(path.with_suffix(".tracks.csv"), "w") as f:
         f.write("t,frames,length_m,margin_bits,z,best_z,alt_e,alt_n,recent_margin,recent_z,newest_z,fresh_m,"
-                "fresh_margin,fresh_z\n")
-        for v in frames.tracks:
+                "fresh_margin,fresh_z,recent_best_e,recent_best_n,recent_best_z,filter_e,filter_n,hpl_m\n")
+        for v, mean, hpl in frames.tracks:
             f.write(f"{v.stamp - res.first_stamp:.2f},{v.frames},{v.length_m:.1f},{v.margin_bits:.3f},{v.z:.3f},"
                     f"{v.best_z:.3f},{v.alternative_en[0]:.1f},{v.alternative_en[1]:.1f},{v.recent_margin_bits:.3f},"
                     f"{v.recent_z:.3f},{v.newest_z:.3f},{v.fresh_length_m:.1f},{v.fresh_margin_bits:.3f},"
-                    f"{v.fresh_z:.3f}\n")
+                    f"{v.fresh_z:.3f},{v.recent_best_en[0]:.1f},{v.recent_best_en[1]:.1f},{v.recent_best_z:.3f},"
+                    f"{mean[0]:.1f},{mean[1]:.1f},{hpl:.1f}\n")
 
 
 class _FrameLog(list):
@@ -273,8 +274,10 @@ class _FrameLog(list):
 
         def note_track(monitor, verdict):
             orig[1](monitor, verdict)
-            if verdict is not None:
-                self.tracks.append(verdict)
+            if verdict is not None:  # with the filter's place and protection level the check was made against
+                mean, last = monitor.last_mean, monitor.last
+                self.tracks.append((verdict, (math.nan, math.nan) if mean is None else (float(mean[0]), float(mean[1])),
+                                    math.nan if last is None else last.hpl_m))
 
         IntegrityMonitor.admits, IntegrityMonitor.note_track = admits, note_track
         return self

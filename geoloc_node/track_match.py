@@ -60,6 +60,8 @@ class TrackVerdict:
     fresh_best_z: float = 0.0
     fresh_frames: int = 0
     fresh_first_stamp: float = math.inf
+    recent_best_en: tuple[float, float] = (math.nan, math.nan)  # where the newest frames alone fit best, anywhere
+    recent_best_z: float = 0.0  # (robust z there): readable frames single out their place, unreadable ones a random one
 
 
 class TrackMatcher:
@@ -126,12 +128,13 @@ class TrackMatcher:
         pos = origin + cells * self.stride
         filter_en = np.asarray(filter_en, dtype=np.float64)
         dist = np.hypot(pos[:, 0] - filter_en[0], pos[:, 1] - filter_en[1])
-        margin, z, best_z, alt_en = self._separation(score[cells[:, 1], cells[:, 0]], dist, pos)
-        recent_margin, recent_z, _, _ = self._separation(recent[cells[:, 1], cells[:, 0]], dist, pos)
-        _, newest_z, _, _ = self._separation(newest[cells[:, 1], cells[:, 0]], dist, pos)
+        margin, z, best_z, alt_en, _ = self._separation(score[cells[:, 1], cells[:, 0]], dist, pos)
+        recent_margin, recent_z, recent_best_z, _, recent_best_en = self._separation(
+            recent[cells[:, 1], cells[:, 0]], dist, pos)
+        newest_z = self._separation(newest[cells[:, 1], cells[:, 0]], dist, pos)[1]
         if fresh_first < n:
-            fresh_margin, fresh_z, fresh_best_z, fresh_alt = self._separation(fresh[cells[:, 1], cells[:, 0]], dist,
-                                                                              pos)
+            fresh_margin, fresh_z, fresh_best_z, fresh_alt, _ = self._separation(fresh[cells[:, 1], cells[:, 0]],
+                                                                                 dist, pos)
             fresh_length = self.frames[-1].odometer_m - self.frames[fresh_first].odometer_m
             fresh_first_stamp = self.frames[fresh_first].stamp
         else:
@@ -143,7 +146,8 @@ class TrackMatcher:
                             first_stamp=self.frames[0].stamp, fresh_length_m=fresh_length,
                             fresh_margin_bits=fresh_margin, fresh_z=fresh_z, fresh_alternative_en=fresh_alt,
                             fresh_best_z=fresh_best_z, fresh_frames=n - fresh_first,
-                            fresh_first_stamp=fresh_first_stamp)
+                            fresh_first_stamp=fresh_first_stamp, recent_best_en=recent_best_en,
+                            recent_best_z=recent_best_z)
 
     def frame_z(self, frame: TrackFrame, filter_en) -> float | None:
         """Robust z, at the filter's place, of one frame alone: the newest-frame test of :meth:`check` (its
@@ -198,7 +202,8 @@ class TrackMatcher:
         return self._window
 
     def _separation(self, values: np.ndarray, dist: np.ndarray, pos: np.ndarray):
-        """(margin, z, best z, where the best far alternative is) of per-frame track scores at the window's tiles."""
+        """(margin, z, best z, where the best far alternative is, where the best place is) of per-frame track scores
+        at the window's tiles."""
         near = dist <= self.resolution_m  # the filter's place, up to the grid's quantisation
         far = dist > self.separation_m
         own = float(values[near].min()) if near.any() else self.half_bits
@@ -208,7 +213,9 @@ class TrackMatcher:
         else:
             alt, alt_en = self.half_bits, (math.nan, math.nan)
         med, spread = median_and_spread(values, 0.25)
-        return alt - own, (med - own) / spread, (med - float(values.min())) / spread, alt_en
+        b = int(np.argmin(values))
+        return alt - own, (med - own) / spread, (med - float(values[b])) / spread, alt_en, (float(pos[b, 0]),
+                                                                                             float(pos[b, 1]))
 
 
 def _add_shifted(target: np.ndarray, grid: np.ndarray, shift: tuple[int, int]) -> None:

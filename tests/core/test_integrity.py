@@ -420,6 +420,35 @@ def test_a_track_confirmed_again_opens_the_gate_while_trust_is_out():
     assert assess(m, good + 3.2).trustworthy
     assert not m.admits(good + 3.5, frame(lbf=-2.0))  # trusted again: the gate holds
 
+def test_newest_frames_that_stand_out_inside_the_protection_level_open_the_gate():
+    """After unreadable frames the cloud dead-reckoned off the vehicle (here 18 m, inside its protection level):
+    good frames agree with its prediction only weakly and their newest frames contradict its place, so no track is
+    confirmed; that they stand out best at a place inside the protection level says the camera reads this
+    neighbourhood again, and they may pull the cloud there. Not where they stand out outside it (a kidnapped
+    vehicle's frames), or barely (unreadable frames stand out at some random place), or on an old check."""
+    m = monitor()
+    t = confirmed(m)
+    assess(m, t)  # trusted: locked for gate_hold_s
+    bad = t + 1.0
+    m.note_track(verdict(bad, newest_z=0.5, recent_margin_bits=-20.0, recent_z=0.5))  # the trouble starts
+    assert not any([m.admits(bad + 0.2 * i, frame(lbf=-2.0)) for i in range(10)])  # unreadable: gated
+    wide = rng.normal(0.0, 8.0, (500, 2))  # dead-reckoned for a while
+    good = bad + 50.0
+    hpl = assess(m, good, particles=wide).hpl_m
+    mean = m.last_mean
+    assert not m.track_ok and 18.0 < hpl <= CFG.alert_limit_m * 2
+
+    def gated(place_off_m, z, checked_at=good):
+        m.note_track(verdict(checked_at, newest_z=1.0, recent_margin_bits=-30.0, recent_z=1.0,
+                             recent_best_en=(mean[0] + place_off_m, mean[1]), recent_best_z=z))
+        return not m.admits(good + 0.2, frame(lbf=0.2))
+
+    assert gated(18.0, CFG.track_min_z - 0.5)  # barely stands out: chance
+    assert gated(300.0, 6.0)  # stands out far outside the bound
+    assert gated(18.0, 6.0, checked_at=good - CFG.evidence_max_age_s - 1.0)  # an old check
+    assert not gated(18.0, 6.0)  # readable, inside the bound: the frame weighs the particles
+
+
 def test_restart_only_for_a_wrong_place_on_readable_frames():
     m = monitor()
     t = confirmed(m)

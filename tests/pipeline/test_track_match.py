@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from geoloc_node.config import IntegrityConfig
 from geoloc_node.search import TableSearch
 from geoloc_node.track_match import TrackFrame, TrackMatcher
 
@@ -37,6 +38,8 @@ def test_the_true_place_wins_and_a_wrong_one_loses(world, table):
     wrong = m.check(15.0, (150.0, -200.0), yaw, pose)
     assert wrong.margin_bits < -5.0 and wrong.z < 3.0 and wrong.best_z > 4.0
     assert np.hypot(wrong.alternative_en[0] + 40.0, wrong.alternative_en[1] - 20.0) <= 15.0  # the true place
+    for v in (right, wrong):  # wherever the filter is, the newest frames alone stand out best at the true place
+        assert np.hypot(v.recent_best_en[0] + 40.0, v.recent_best_en[1] - 20.0) <= 15.0 and v.recent_best_z > 4.0
     turned = m.check(15.0, (-40.0, 20.0), yaw + np.pi / 2, pose)  # a wrong heading bends the track away
     assert turned.z < right.z
 
@@ -48,6 +51,7 @@ def test_unreadable_frames_match_no_place(world, table):
     pose = _drive(world, m, rng, flip=0.0, codes_of=lambda i: noise[i])
     v = m.check(15.0, (-40.0, 20.0), 0.0, pose)
     assert v.z < 3.0 and v.best_z < 4.5  # nothing stands out: never a reason to restart
+    assert v.recent_best_z < IntegrityConfig().track_min_z  # nor do the newest frames open the frame gate
 
 
 def test_frames_closer_than_the_spacing_replace_the_newest(world, table):
