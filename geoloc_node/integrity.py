@@ -174,20 +174,17 @@ class IntegrityMonitor:
 
     def _fresh_vouches(self, verdict) -> bool:
         """After a contradiction, whether the frames taken since vouch for the filter's place on their own, though
-        the whole track fails (ambiguous, weak, short): enough of them (:meth:`_fresh_enough`), the newest not at
-        odds, and on their own they pass the whole track's tests (``track_margin_bits``, ``track_min_z``), which are
-        stricter than the regain's. The older frames were taken during the trouble: unreadable ones (black, noise,
-        another domain) blur the margin for as long as they stay in the track, and a vehicle that stands still once
-        good frames return never drives them out (evaluation, black frames: new frames at the right place with a
-        margin of 26 bits per frame and z 6 were called ambiguous for 10 s on the whole track, margin near 0).
-        A kidnapped vehicle's old frames would pass, not fail: there the new frames alone decide already."""
-        c = self.config
-        if verdict is None or self.fresh_after is None or verdict.fresh_frames >= verdict.frames or \
-                self._newest_at_odds(verdict):
+        the whole track fails (ambiguous, weak, short): enough of them (:meth:`_fresh_enough`), and on their own
+        they pass the whole track's tests but its length (:meth:`_track_problem`: ``track_margin_bits``,
+        ``track_min_z``, the newest not at odds), which are stricter than the regain's (checked after, as always).
+        The older frames were taken during the trouble: unreadable ones (black, noise, another domain) blur the
+        margin for as long as they stay in the track, and a vehicle that stands still once good frames return never
+        drives them out (evaluation, black frames: new frames at the right place with a margin of 26 bits per frame
+        and z 6 were called ambiguous for 10 s on the whole track, margin near 0). A kidnapped vehicle's old frames
+        would pass, not fail: there the new frames alone decide already."""
+        if verdict is None or self.fresh_after is None or verdict.fresh_frames >= verdict.frames:
             return False
-        return (self._fresh_enough(verdict) and
-                verdict.fresh_margin_bits >= max(c.track_margin_bits, c.track_recent_regain_bits) and
-                verdict.fresh_z >= max(c.track_min_z, c.track_regain_min_z))
+        return self._fresh_enough(verdict) and self._track_problem(_fresh_only(verdict), min_length_m=0.0) is None
 
     def _judged(self, verdict):
         """The track to judge the place on: after a contradiction, once the frames taken since cover a track of
@@ -196,10 +193,7 @@ class IntegrityMonitor:
         after 50 s of black frames, good frames at the right place were called ambiguous for 10 s (evaluation)."""
         if verdict is None or self.fresh_after is None or verdict.fresh_length_m < self.config.track_min_length_m:
             return verdict
-        v = verdict
-        return dataclasses.replace(v, frames=v.fresh_frames, length_m=v.fresh_length_m, margin_bits=v.fresh_margin_bits,
-                                   z=v.fresh_z, alternative_en=v.fresh_alternative_en, best_z=v.fresh_best_z,
-                                   first_stamp=v.fresh_first_stamp)
+        return _fresh_only(verdict)
 
     def note_newest_frame(self, stamp: float, z: float | None) -> None:
         """The newest frame's robust z at the filter's place (:meth:`TrackMatcher.frame_z`), before the estimate of
@@ -415,11 +409,12 @@ class IntegrityMonitor:
                     f"frame, z {found.z:.1f})")
         return None
 
-    def _track_problem(self, t) -> str | None:
-        """Why a track check fails, or None."""
+    def _track_problem(self, t, min_length_m: float | None = None) -> str | None:
+        """Why a track check fails, or None (``min_length_m``: instead of ``track_min_length_m``)."""
         c = self.config
-        if t.length_m < c.track_min_length_m:
-            return f"confirming the camera's track ({t.length_m:.0f} of {c.track_min_length_m:g} m driven)"
+        need = c.track_min_length_m if min_length_m is None else min_length_m
+        if t.length_m < need:
+            return f"confirming the camera's track ({t.length_m:.0f} of {need:g} m driven)"
         if t.margin_bits < c.track_margin_bits:
             far = math.hypot(t.alternative_en[0] - self.last_mean[0], t.alternative_en[1] - self.last_mean[1]) \
                 if self.last_mean is not None else math.nan
@@ -463,6 +458,14 @@ class IntegrityMonitor:
                     "length_m": round(self.track.length_m, 1), "frames": self.track.frames,
                     "margin_bits": round(self.track.margin_bits, 2), "z": round(self.track.z, 2)},
                 "camera": "not checked" if self.camera is None else self.camera.detail}
+
+
+def _fresh_only(v):
+    """The verdict on the frames taken since the last contradiction alone (its ``fresh_*`` fields as the track's; the
+    newest frames' fields are theirs already)."""
+    return dataclasses.replace(v, frames=v.fresh_frames, length_m=v.fresh_length_m, margin_bits=v.fresh_margin_bits,
+                               z=v.fresh_z, alternative_en=v.fresh_alternative_en, best_z=v.fresh_best_z,
+                               first_stamp=v.fresh_first_stamp)
 
 
 def _tail_radius(particles: np.ndarray, weights: np.ndarray, mean: np.ndarray, tail: float) -> float:
